@@ -1,0 +1,261 @@
+"""The `reconcile` command: argument parsing, running a command, exit codes.
+
+    reconcile --once [--dry-run]     converge every VM once (the engine)
+    reconcile                        the service (see service.py)
+    reconcile validate               schema and cross-document checks only
+    reconcile schema                 print the JSON Schema
+
+Exit codes of --once, the first that applies: 2 usage error or an invalid
+manifest; 1 a VM failed or is in conflict; with --dry-run 3 changes pending;
+0 otherwise. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__, render
+from .engine import Engine
+from .errors import ConnectionLost, ReconcileError, UsageError
+from .hypervisor import Hypervisor
+from .locks import VMLocks, default_lock_dir
+from .manifests import DEFAULT_DISK_ROOTS, LoadResult, load_directory, schema
+from .model import Outcome, Result
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CHANGES = 0, 1, 2, 3
+DEFAULT_MANIFESTS = "/etc/reconcile/manifests"
+SUBCOMMANDS = ("validate", "schema")
+
+log = logging.getLogger("controller")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _add_manifest_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-m", "--manifests", metavar="DIR",
+                        default=os.environ.get("RECONCILE_MANIFESTS", DEFAULT_MANIFESTS),
+                        help="manifest directory (default: $RECONCILE_MANIFESTS, else %(default)s)")
+    parser.add_argument("--disk-root", metavar="DIR", action="append", dest="disk_roots",
+                        help="a folder disk sources must resolve into; repeatable "
+                             f"(default: {', '.join(DEFAULT_DISK_ROOTS)})")
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text",
+                        help="output format (default: text)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log more to stderr (-v: each step, -vv: debug)")
+
+
+def _main_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="reconcile",
+        description="Keep this host's libvirt domains exactly as a directory of YAML "
+                    "manifests says.",
+        epilog="commands: 'reconcile validate' checks manifests only; 'reconcile schema' "
+               "prints the JSON Schema.\nexamples:\n"
+               "  reconcile --once --dry-run -m manifests/ -c test:///default\n"
+               "  reconcile --once -m /etc/reconcile/manifests --prune -o json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"reconcile {__version__}")
+    parser.add_argument("--once", action="store_true",
+                        help="observe, plan and converge every VM once, then exit")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="with --once: observe and plan only; change nothing (exit 3: changes)")
+    _add_manifest_options(parser)
+    parser.add_argument("-c", "--connect", metavar="URI", default=None,
+                        help="libvirt URI (default: as libvirt resolves it, e.g. "
+                             "$LIBVIRT_DEFAULT_URI)")
+    parser.add_argument("--prune", action="store_true",
+                        help="remove managed domains that no manifest names")
+    parser.add_argument("--max-prune", metavar="N", type=_non_negative, default=5,
+                        help="prune nothing if more than N domains would go (default: 5)")
+    parser.add_argument("--workers", metavar="N", type=_positive, default=4,
+                        help="VMs reconciled in parallel (default: 4)")
+    parser.add_argument("--lock-timeout", metavar="SECONDS", type=float, default=300.0,
+                        help="how long to wait for another run's lock on a VM (default: 300)")
+    parser.add_argument("--lock-dir", metavar="DIR", default=None,
+                        help="where the per-VM lock files live (default: $RECONCILE_LOCK_DIR, "
+                             "else /run/reconcile/locks as root)")
+    parser.add_argument("--resync", metavar="SECONDS", type=_positive_float, default=60.0,
+                        help="service: full resync interval (default: 60)")
+    parser.add_argument("--metrics-address", metavar="HOST:PORT", default=None,
+                        help="service: serve Prometheus metrics and /healthz here")
+    return parser
+
+
+def _validate_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="reconcile validate",
+                     description="Check the manifests against the schema and each other. "
+                                 "Needs no hypervisor. Exit 0 when all are valid, else 2.",
+                     epilog="example: reconcile validate -m manifests/")
+    _add_manifest_options(parser)
+    return parser
+
+
+def _schema_parser() -> argparse.ArgumentParser:
+    return _Parser(prog="reconcile schema",
+                   description="Print the JSON Schema every manifest document is checked "
+                               "against.")
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return value
+
+
+def _setup_logging(verbosity: int, *, default: int = logging.WARNING) -> None:
+    level = {0: default, 1: min(default, logging.INFO)}.get(verbosity, logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s reconcile %(levelname)s %(message)s",
+                                               "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _load(args: argparse.Namespace) -> LoadResult:
+    roots = args.disk_roots or list(DEFAULT_DISK_ROOTS)
+    load = load_directory(args.manifests, disk_roots=roots)
+    if load.problem and not os.path.isdir(args.manifests):
+        raise UsageError(load.problem)
+    return load
+
+
+def _print(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+# --- commands ----------------------------------------------------------------
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    load = _load(args)
+    if args.output == "json":
+        _print(json.dumps({
+            "valid": sorted(load.specs),
+            "invalid": [entry.to_json() for entry in load.invalid],
+            "notes": [load.problem] if load.problem else [],
+        }))
+    else:
+        for entry in load.invalid:
+            _print(f"invalid: {entry}")
+        if load.problem:
+            _print(f"note: {load.problem}")
+        _print(f"{len(load.specs)} valid VM manifest{'s' if len(load.specs) != 1 else ''}, "
+               f"{len(load.invalid)} invalid")
+    return EXIT_INVALID if load.invalid else EXIT_OK
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    load = _load(args)
+    notes = [load.problem] if load.problem else []
+    hypervisor = Hypervisor(args.connect, readonly=args.dry_run)
+    outcomes: list[Outcome]
+    orphans: list[str] = []
+    try:
+        hypervisor.connect()
+    except ConnectionLost as error:
+        log.error("%s", error)
+        outcomes = [Outcome(spec.name, spec.source, Result.FAILED, error=str(error))
+                    for spec in sorted(load.specs.values(), key=lambda s: s.name)]
+        notes.append(f"libvirt unreachable: {error}")
+    else:
+        try:
+            locks = VMLocks(args.lock_dir or default_lock_dir(), timeout=args.lock_timeout)
+            engine = Engine(hypervisor, locks, dry_run=args.dry_run, workers=args.workers)
+            report = engine.run_pass(load, prune=args.prune, max_prune=args.max_prune)
+        finally:
+            hypervisor.close()
+        outcomes, orphans = report.outcomes, report.orphans
+        if report.prune_note:
+            notes.append(report.prune_note)
+    if args.output == "json":
+        _print(render.to_json(outcomes, load.invalid, orphans, notes))
+    else:
+        _print(render.to_text(outcomes, load.invalid, orphans, notes, pruning=args.prune))
+    return once_exit_code(outcomes, invalid=bool(load.invalid), dry_run=args.dry_run)
+
+
+def once_exit_code(outcomes: Sequence[Outcome], *, invalid: bool, dry_run: bool) -> int:
+    if invalid:
+        return EXIT_INVALID
+    if any(o.result in (Result.FAILED, Result.CONFLICT) for o in outcomes):
+        return EXIT_FAILED
+    if dry_run and any(o.result is Result.PLANNED for o in outcomes):
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from .service import run_service  # the service's imports are not needed by --once
+    return run_service(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "validate":
+            args = _validate_parser().parse_args(argv[1:])
+            _setup_logging(args.verbose)
+            return cmd_validate(args)
+        if argv and argv[0] == "schema":
+            _schema_parser().parse_args(argv[1:])
+            _print(json.dumps(schema(), indent=2))
+            return EXIT_OK
+        args = _main_parser().parse_args(argv)
+        if args.dry_run and not args.once:
+            raise UsageError("--dry-run needs --once")
+        if args.once:
+            _setup_logging(args.verbose)
+            return cmd_once(args)
+        _setup_logging(args.verbose, default=logging.INFO)
+        return cmd_service(args)
+    except UsageError as error:
+        sys.stderr.write(f"reconcile: error: {error}\n")
+        return EXIT_INVALID
+    except ReconcileError as error:
+        sys.stderr.write(f"reconcile: error: {error}\n")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        sys.stderr.write("reconcile: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""Domain XML: a VMSpec to libvirt XML, and libvirt XML to a DomainConfig. Pure.
+
+Built and parsed with ElementTree only, never by pasting strings, so no name
+or path can inject XML. A redefinition starts from the domain's saved XML and
+edits only what the manifest models (memory, vCPUs, type, arch, machine,
+disks of device 'disk', interfaces, the ownership marker); everything else,
+from consoles to PCI addresses, is kept as libvirt wrote it.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from .model import Disk, DomainConfig, Interface, VMSpec
+
+#: Namespace of the ownership marker in <metadata>.
+MANAGED_NS = "urn:reconcile-libvirt:managed:1"
+_MANAGED_TAG = f"{{{MANAGED_NS}}}managed"
+
+ET.register_namespace("reconcile", MANAGED_NS)
+ET.register_namespace("qemu", "http://libvirt.org/schemas/domain/qemu/1.0")
+
+_UNIT_KIB = {
+    "b": 1 / 1024, "bytes": 1 / 1024,
+    "KB": 1000 / 1024, "k": 1, "K": 1, "KiB": 1,
+    "MB": 1000**2 / 1024, "M": 1024, "MiB": 1024,
+    "GB": 1000**3 / 1024, "G": 1024**2, "GiB": 1024**2,
+    "TB": 1000**4 / 1024, "T": 1024**3, "TiB": 1024**3,
+}
+
+
+def parse_domain(xml: str) -> DomainConfig:
+    """Read the fields reconcile models from a domain's XML."""
+    root = ET.fromstring(xml)
+    os_type = root.find("os/type")
+    memory = _memory_kib(root.find("memory"))
+    current = root.find("currentMemory")
+    return DomainConfig(
+        name=root.findtext("name", default=""),
+        uuid=root.findtext("uuid", default="").lower(),
+        type=root.get("type", ""),
+        arch=os_type.get("arch") if os_type is not None else None,
+        machine=os_type.get("machine") if os_type is not None else None,
+        memory_kib=memory,
+        current_memory_kib=_memory_kib(current) if current is not None else memory,
+        vcpus=int((root.findtext("vcpu") or "1").strip()),
+        disks=tuple(_parse_disk(el) for el in _disk_elements(root)),
+        interfaces=tuple(_parse_interface(el) for el in root.findall("devices/interface")),
+        managed=root.find(f"metadata/{_MANAGED_TAG}") is not None,
+    )
+
+
+def build_domain(spec: VMSpec, base_xml: str | None = None) -> str:
+    """The XML to define for `spec`: `base_xml` (the saved definition) edited, or a new domain.
+
+    The base keeps its UUID unless the spec pins one, and its interfaces keep
+    their MACs unless the spec pins them.
+    """
+    root = ET.fromstring(base_xml) if base_xml else _skeleton(spec)
+    root.set("type", spec.type)
+    _child(root, "name").text = spec.name
+    if spec.uuid:
+        _child(root, "uuid").text = spec.uuid
+    _mark_managed(root)
+    _set_memory(_child(root, "memory"), spec.memory_kib)
+    _set_memory(_child(root, "currentMemory"), spec.current_memory_kib)
+    vcpu = _child(root, "vcpu")
+    vcpu.text = str(spec.vcpus)
+    vcpu.attrib.pop("current", None)
+    os_type = _child(_child(root, "os"), "type")
+    if os_type.text is None:
+        os_type.text = "hvm"
+    if spec.arch:
+        os_type.set("arch", spec.arch)
+    if spec.machine:
+        os_type.set("machine", spec.machine)
+    devices = _child(root, "devices")
+    _apply_disks(devices, spec.disks)
+    _apply_interfaces(devices, spec.interfaces)
+    return ET.tostring(root, encoding="unicode")
+
+
+def remove_managed_mark(xml: str) -> str:
+    """The same definition without reconcile's ownership marker."""
+    root = ET.fromstring(xml)
+    metadata = root.find("metadata")
+    if metadata is not None:
+        for marker in metadata.findall(_MANAGED_TAG):
+            metadata.remove(marker)
+    return ET.tostring(root, encoding="unicode")
+
+
+def _skeleton(spec: VMSpec) -> ET.Element:
+    root = ET.Element("domain", type=spec.type)
+    ET.SubElement(root, "name").text = spec.name
+    os_el = ET.SubElement(root, "os")
+    ET.SubElement(os_el, "type").text = "hvm"
+    ET.SubElement(os_el, "boot", dev="hd")
+    if spec.arch in (None, "x86_64", "i686"):
+        features = ET.SubElement(root, "features")
+        ET.SubElement(features, "acpi")
+        ET.SubElement(features, "apic")
+    devices = ET.SubElement(root, "devices")
+    ET.SubElement(devices, "console", type="pty")
+    return root
+
+
+def _child(parent: ET.Element, tag: str) -> ET.Element:
+    found = parent.find(tag)
+    return found if found is not None else ET.SubElement(parent, tag)
+
+
+def _mark_managed(root: ET.Element) -> None:
+    metadata = _child(root, "metadata")
+    if metadata.find(_MANAGED_TAG) is None:
+        ET.SubElement(metadata, _MANAGED_TAG)
+
+
+def _set_memory(element: ET.Element, kib: int) -> None:
+    element.attrib.clear()
+    element.set("unit", "KiB")
+    element.text = str(kib)
+
+
+def _memory_kib(element: ET.Element | None) -> int:
+    if element is None or not (element.text or "").strip():
+        return 0
+    factor = _UNIT_KIB.get(element.get("unit", "KiB"), 1)
+    return int(-(-int(element.text.strip()) * factor // 1))  # rounded up
+
+
+# --- disks -------------------------------------------------------------------
+
+def _disk_elements(root: ET.Element) -> list[ET.Element]:
+    return [el for el in root.findall("devices/disk") if el.get("device", "disk") == "disk"]
+
+
+def _parse_disk(element: ET.Element) -> Disk:
+    source = element.find("source")
+    target = element.find("target")
+    driver = element.find("driver")
+    path = ""
+    if source is not None:
+        path = source.get("file") or source.get("dev") or source.get("name") or ""
+    return Disk(
+        source=path,
+        target=target.get("dev", "") if target is not None else "",
+        format=(driver.get("type") if driver is not None else None) or "raw",
+        bus=(target.get("bus") if target is not None else None) or "",
+        readonly=element.find("readonly") is not None,
+    )
+
+
+def _apply_disks(devices: ET.Element, disks: tuple[Disk, ...]) -> None:
+    existing = {}
+    for element in devices.findall("disk"):
+        if element.get("device", "disk") != "disk":
+            continue
+        target = element.find("target")
+        existing[target.get("dev") if target is not None else None] = element
+    wanted = {disk.target for disk in disks}
+    for target_dev, element in existing.items():
+        if target_dev not in wanted:
+            devices.remove(element)
+    for disk in disks:
+        element = existing.get(disk.target)
+        if element is None:
+            element = ET.SubElement(devices, "disk", type="file", device="disk")
+        _edit_disk(element, disk)
+
+
+def _edit_disk(element: ET.Element, disk: Disk) -> None:
+    element.set("type", "file")
+    element.set("device", "disk")
+    driver = _child(element, "driver")
+    driver.set("name", driver.get("name", "qemu"))
+    driver.set("type", disk.format)
+    source = _child(element, "source")
+    if source.get("file") != disk.source:
+        source.attrib.clear()
+        for grandchild in list(source):
+            source.remove(grandchild)
+        source.set("file", disk.source)
+    target = _child(element, "target")
+    if target.get("bus") != disk.bus:
+        address = element.find("address")
+        if address is not None:  # an address of the old bus's kind would be rejected
+            element.remove(address)
+    target.attrib.clear()
+    target.set("dev", disk.target)
+    target.set("bus", disk.bus)
+    readonly = element.find("readonly")
+    if disk.readonly and readonly is None:
+        ET.SubElement(element, "readonly")
+    elif not disk.readonly and readonly is not None:
+        element.remove(readonly)
+
+
+# --- interfaces --------------------------------------------------------------
+
+def _parse_interface(element: ET.Element) -> Interface:
+    kind = element.get("type")
+    source = element.find("source")
+    mac = element.find("mac")
+    model = element.find("model")
+    return Interface(
+        network=source.get("network") if kind == "network" and source is not None else None,
+        bridge=source.get("bridge") if kind == "bridge" and source is not None else None,
+        mac=mac.get("address", "").lower() or None if mac is not None else None,
+        model=(model.get("type") if model is not None else None) or "",
+    )
+
+
+def _apply_interfaces(devices: ET.Element, interfaces: tuple[Interface, ...]) -> None:
+    existing = devices.findall("interface")
+    for element in existing[len(interfaces):]:
+        devices.remove(element)
+    for index, interface in enumerate(interfaces):
+        if index < len(existing):
+            element = existing[index]
+        else:
+            element = ET.SubElement(devices, "interface")
+        _edit_interface(element, interface)
+
+
+def _edit_interface(element: ET.Element, interface: Interface) -> None:
+    kind = "network" if interface.network is not None else "bridge"
+    if element.get("type") != kind:
+        for stale in element.findall("target") + element.findall("alias"):
+            element.remove(stale)
+    element.set("type", kind)
+    if interface.mac:
+        _child(element, "mac").set("address", interface.mac.lower())
+    source = _child(element, "source")
+    source.attrib.clear()
+    source.set(kind, interface.network if interface.network is not None else interface.bridge or "")
+    model = _child(element, "model")
+    model.attrib.clear()
+    model.set("type", interface.model)

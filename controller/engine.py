@@ -1,0 +1,218 @@
+"""The reconcile engine: one VM at a time under its lock, many VMs in parallel.
+
+`Engine.reconcile(spec)` is the level-triggered contract: take the VM's lock,
+observe the domain afresh, plan, execute, and report an `Outcome`. It never
+acts on what an event said, only on what it observes. `Engine.run_pass` does
+that for every manifest, finds orphans, and prunes them when that is safe.
+Used by the CLI's `--once` and by the service.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+
+from .errors import (
+    AlreadyExists,
+    ConnectionLost,
+    DomainNotFound,
+    HypervisorError,
+    LockTimeout,
+)
+from .executor import RetryPolicy, StepFailed, StepObserver, execute
+from .hypervisor import Hypervisor
+from .locks import VMLocks
+from .manifests import LoadResult
+from .model import Action, Observed, Outcome, Plan, Result, Step, VMSpec
+from .planner import plan
+
+log = logging.getLogger(__name__)
+
+#: How often one VM is observed and planned again after its domain changed under us.
+_REPLANS = 3
+_RECONNECTS = 3
+
+
+@dataclass
+class PassReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    prune_note: str | None = None
+
+
+@dataclass
+class Engine:
+    hypervisor: Hypervisor
+    locks: VMLocks
+    dry_run: bool = False
+    workers: int = 4
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    observer: StepObserver | None = None
+    reconnect_wait: float = 0.5
+
+    # --- one VM ----------------------------------------------------------------
+
+    def reconcile(self, spec: VMSpec) -> Outcome:
+        """Observe, plan and (unless a dry run) execute one VM under its lock."""
+        try:
+            if self.dry_run:
+                return self._reconcile_locked(spec)
+            with self.locks.hold(spec.name) as waited:
+                if waited:
+                    log.info("%s: waited for another run's lock; observing afresh", spec.name)
+                return self._reconcile_locked(spec)
+        except LockTimeout as error:
+            return Outcome(spec.name, spec.source, Result.FAILED, error=str(error))
+
+    def _reconcile_locked(self, spec: VMSpec) -> Outcome:
+        done: list[Step] = []
+        for attempt in range(_REPLANS + _RECONNECTS):
+            try:
+                observed = self.hypervisor.observe(spec.name)
+                the_plan = plan(spec, observed,
+                                canonical_machine=self.hypervisor.canonical_machine)
+                outcome = self._outcome_without_execution(spec, the_plan)
+                if outcome is not None:
+                    if done:  # steps ran before a replan found nothing more to do
+                        outcome.steps = done + outcome.steps
+                        if outcome.result is Result.UNCHANGED:
+                            outcome.result = Result.CONVERGED
+                    return outcome
+                try:
+                    done += execute(self.hypervisor, spec.name, the_plan.steps,
+                                    retry=self.retry, observer=self.observer)
+                except StepFailed as failure:
+                    done += failure.done
+                    return Outcome(spec.name, spec.source, Result.FAILED, steps=done,
+                                   error=str(failure.error), changes=the_plan.changes)
+                result = Result.RESTART_PENDING if the_plan.restart_pending else Result.CONVERGED
+                return Outcome(spec.name, spec.source, result, steps=done,
+                               changes=the_plan.changes, note=the_plan.restart_pending)
+            except (AlreadyExists, DomainNotFound) as error:
+                log.info("%s: the domain changed while being reconciled (%s); observing afresh",
+                         spec.name, error)
+                last_error: HypervisorError = error
+            except ConnectionLost as error:
+                last_error = error
+                if not self._reconnect(spec.name, error):
+                    break
+            except HypervisorError as error:  # reading the domain failed: unknown, not absent
+                return Outcome(spec.name, spec.source, Result.FAILED, steps=done, error=str(error))
+        return Outcome(spec.name, spec.source, Result.FAILED, steps=done, error=str(last_error))
+
+    def _outcome_without_execution(self, spec: VMSpec, the_plan: Plan) -> Outcome | None:
+        """The outcome when the plan is not to be executed: conflict, nothing to do,
+        suspended or dry run. None when the steps should run."""
+        def outcome(result: Result, **extra: object) -> Outcome:
+            return Outcome(spec.name, spec.source, result, changes=the_plan.changes,
+                           **extra)  # type: ignore[arg-type]
+
+        if the_plan.conflict:
+            return outcome(Result.CONFLICT, error=the_plan.conflict)
+        if not the_plan.steps:
+            if the_plan.restart_pending:
+                return outcome(Result.RESTART_PENDING, note=the_plan.restart_pending)
+            return outcome(Result.UNCHANGED)
+        if spec.suspend:
+            return outcome(Result.SUSPENDED, steps=list(the_plan.steps),
+                           note="drift found; spec.suspend is set, nothing was changed")
+        if self.dry_run:
+            return outcome(Result.PLANNED, steps=list(the_plan.steps),
+                           note=the_plan.restart_pending)
+        return None
+
+    def _reconnect(self, name: str, error: ConnectionLost) -> bool:
+        log.warning("%s: lost the libvirt connection (%s); reconnecting", name, error)
+        for attempt in range(_RECONNECTS):
+            time.sleep(self.reconnect_wait * (2 ** attempt))
+            try:
+                self.hypervisor.reconnect()
+                return True
+            except ConnectionLost as again:
+                log.warning("reconnect failed: %s", again)
+        return False
+
+    # --- orphans -----------------------------------------------------------------
+
+    def prune(self, name: str) -> Outcome:
+        """Remove a managed domain that no manifest names, if it is still one."""
+        try:
+            if self.dry_run:
+                return self._prune_locked(name)
+            with self.locks.hold(name):
+                return self._prune_locked(name)
+        except LockTimeout as error:
+            return Outcome(name, None, Result.FAILED, error=str(error))
+
+    def _prune_locked(self, name: str) -> Outcome:
+        try:
+            observed = self.hypervisor.observe(name)
+        except HypervisorError as error:
+            return Outcome(name, None, Result.FAILED, error=str(error))
+        if not observed.exists or not observed.managed:
+            return Outcome(name, None, Result.UNCHANGED, note="no longer a managed domain")
+        steps = _removal_steps(observed)
+        if self.dry_run:
+            return Outcome(name, None, Result.PLANNED, steps=steps)
+        try:
+            done = execute(self.hypervisor, name, tuple(steps), retry=self.retry,
+                           observer=self.observer)
+        except StepFailed as failure:
+            return Outcome(name, None, Result.FAILED, steps=failure.done, error=str(failure.error))
+        except HypervisorError as error:
+            return Outcome(name, None, Result.FAILED, error=str(error))
+        return Outcome(name, None, Result.PRUNED, steps=done)
+
+    # --- a whole pass ------------------------------------------------------------
+
+    def run_pass(self, load: LoadResult, *, prune: bool, max_prune: int,
+                 only: Iterable[str] | None = None,
+                 progress: Callable[[Outcome], None] | None = None) -> PassReport:
+        """Reconcile every valid manifest; report orphans; prune them if asked and safe."""
+        report = PassReport()
+        specs = [load.specs[name] for name in sorted(load.specs)
+                 if only is None or name in set(only)]
+        orphans: list[str] = []
+        try:
+            managed = self.hypervisor.managed_domains()
+            orphans = sorted(managed - set(load.specs) - load.invalid_names)
+        except HypervisorError as error:
+            report.prune_note = f"orphans unknown: {error}"
+            prune = False
+        report.orphans = orphans
+
+        jobs: list[Callable[[], Outcome]] = [lambda s=spec: self.reconcile(s) for spec in specs]
+        if prune and orphans:
+            if not load.prune_safe:
+                why = load.problem or f"{len(load.invalid)} invalid manifest(s)"
+                report.prune_note = f"nothing pruned: {why}"
+            elif len(orphans) > max_prune:
+                report.prune_note = (f"nothing pruned: {len(orphans)} orphans exceed "
+                                     f"--max-prune {max_prune}")
+                report.outcomes += [
+                    Outcome(name, None, Result.FAILED, error=report.prune_note) for name in orphans
+                ]
+            else:
+                jobs += [lambda n=name: self.prune(n) for name in orphans]
+
+        with ThreadPoolExecutor(max_workers=max(1, self.workers),
+                                thread_name_prefix="reconcile") as pool:
+            for future in as_completed([pool.submit(job) for job in jobs]):
+                outcome = future.result()
+                report.outcomes.append(outcome)
+                if progress:
+                    progress(outcome)
+        report.outcomes.sort(key=lambda outcome: outcome.name)
+        return report
+
+
+def _removal_steps(observed: Observed) -> list[Step]:
+    steps = []
+    if observed.power.active:
+        steps.append(Step(Action.DESTROY, "orphan: no manifest names this managed domain"))
+    if observed.persistent:
+        steps.append(Step(Action.UNDEFINE, "orphan: no manifest names this managed domain"))
+    return steps

@@ -1,0 +1,106 @@
+"""Runs one VM's plan: its steps strictly in order, each retried on transient errors.
+
+Called by the engine while it holds the VM's lock. A step that fails for good
+stops the plan there (later steps depend on earlier ones); what was done is
+reported with the error. Connection loss, "already exists" and a domain that
+vanished are left to the engine, which observes afresh and plans again rather
+than guess.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+)
+
+from .errors import HypervisorError, PermanentError, TransientError
+from .hypervisor import Hypervisor
+from .model import Action, Step
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    first_wait: float = 0.2
+    max_wait: float = 5.0
+    max_total: float = 60.0
+
+
+class StepFailed(Exception):
+    """A step failed for good; `done` holds the steps completed before it."""
+
+    def __init__(self, step: Step, error: HypervisorError, done: list[Step]):
+        super().__init__(f"{step.action.value} failed: {error}")
+        self.step = step
+        self.error = error
+        self.done = done
+
+
+StepObserver = Callable[[str, Step, str], None]  # (vm name, step, "start" | "done")
+
+
+def execute(
+    hypervisor: Hypervisor,
+    name: str,
+    steps: tuple[Step, ...],
+    *,
+    retry: RetryPolicy = RetryPolicy(),
+    observer: StepObserver | None = None,
+) -> list[Step]:
+    """Run `steps` on domain `name` in order; return them once all are done."""
+    done: list[Step] = []
+    for step in steps:
+        log.info("%s: %s (%s)", name, step.action.value, step.reason)
+        if observer:
+            observer(name, step, "start")
+        try:
+            for attempt in Retrying(
+                retry=retry_if_exception_type(TransientError),
+                wait=wait_exponential(multiplier=retry.first_wait, max=retry.max_wait),
+                stop=stop_after_attempt(retry.attempts) | stop_after_delay(retry.max_total),
+                reraise=True,
+                before_sleep=lambda state: log.warning(
+                    "%s: %s will be retried: %s", name, step.action.value,
+                    state.outcome.exception() if state.outcome else "?"),
+            ):
+                with attempt:
+                    _run(hypervisor, name, step)
+        except (TransientError, PermanentError) as error:
+            raise StepFailed(step, error, done) from error
+        # ConnectionLost, AlreadyExists, DomainNotFound propagate: the engine observes again.
+        if observer:
+            observer(name, step, "done")
+        done.append(step)
+    return done
+
+
+def _run(hypervisor: Hypervisor, name: str, step: Step) -> None:
+    action = step.action
+    if action is Action.SET_MEMORY:
+        assert step.memory_kib is not None
+        hypervisor.set_memory_live(name, step.memory_kib)
+    elif action is Action.SHUTDOWN:
+        hypervisor.shutdown(name, step.timeout or 0)
+    elif action is Action.DESTROY:
+        hypervisor.destroy(name)
+    elif action is Action.UNDEFINE:
+        hypervisor.undefine(name)
+    elif action is Action.DEFINE:
+        assert step.xml is not None
+        hypervisor.define(step.xml)
+    elif action is Action.AUTOSTART:
+        hypervisor.set_autostart(name, bool(step.autostart))
+    elif action is Action.START:
+        hypervisor.start(name)
+    else:  # pragma: no cover - every Action is handled above
+        raise AssertionError(action)

@@ -1,0 +1,342 @@
+"""The libvirt edge: the only module that imports libvirt.
+
+Called by the engine (observe, list, steps) and the CLI (connect). Every
+libvirt error is classified here once, by its (code, domain), into the
+exceptions of `errors.py`: not found, already exists, transient, connection
+lost, or permanent. Each step method tolerates being already done.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import libvirt
+
+from . import domainxml
+from .errors import (
+    AlreadyExists,
+    ConnectionLost,
+    DomainNotFound,
+    HypervisorError,
+    PermanentError,
+    TransientError,
+)
+from .model import Observed, Power
+
+log = logging.getLogger(__name__)
+
+
+def _code(name: str) -> int:
+    return int(getattr(libvirt, name, -1))
+
+
+_CONNECTION_CODES = {_code("VIR_ERR_NO_CONNECT"), _code("VIR_ERR_INVALID_CONN"),
+                     _code("VIR_ERR_RPC"), _code("VIR_ERR_AUTH_FAILED")}
+_CONNECTION_DOMAINS = {_code("VIR_FROM_RPC"), _code("VIR_FROM_REMOTE")}
+_CONNECTION_WORDS = ("client socket is closed", "end of file while reading data",
+                     "cannot write data", "cannot recv data", "connection reset",
+                     "broken pipe", "no connection driver", "failed to connect socket")
+_TRANSIENT_CODES = {_code("VIR_ERR_OPERATION_TIMEOUT"), _code("VIR_ERR_AGENT_UNRESPONSIVE"),
+                    _code("VIR_ERR_RESOURCE_BUSY")}
+_TRANSIENT_WORDS = ("cannot acquire state change lock", "timed out", "resource busy",
+                    "job is already active")
+_STATES = {
+    _code("VIR_DOMAIN_RUNNING"): Power.RUNNING,
+    _code("VIR_DOMAIN_BLOCKED"): Power.RUNNING,
+    _code("VIR_DOMAIN_PAUSED"): Power.PAUSED,
+    _code("VIR_DOMAIN_SHUTOFF"): Power.STOPPED,
+}
+
+_error_handler_installed = False
+
+
+def _silence_libvirt_stderr() -> None:
+    """libvirt prints every error to stderr unless a handler is registered; we report our own."""
+    global _error_handler_installed
+    if not _error_handler_installed:
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        _error_handler_installed = True
+
+
+def classify(exc: libvirt.libvirtError, what: str) -> HypervisorError:
+    """Turn a libvirtError into one of ours, with a one-line message."""
+    code = exc.get_error_code()
+    domain = exc.get_error_domain()
+    text = (exc.get_error_message() or str(exc)).strip().replace("\n", " ")
+    message = f"{what}: {text} (libvirt error {code}, domain {domain})"
+    lowered = text.lower()
+    cls: type[HypervisorError]
+    if code == _code("VIR_ERR_NO_DOMAIN"):
+        cls = DomainNotFound
+    elif "already exists" in lowered and code in (
+            _code("VIR_ERR_OPERATION_FAILED"), _code("VIR_ERR_DOM_EXIST")):
+        cls = AlreadyExists
+    elif (code in _CONNECTION_CODES
+          or (domain in _CONNECTION_DOMAINS and code in (
+              _code("VIR_ERR_SYSTEM_ERROR"), _code("VIR_ERR_INTERNAL_ERROR")))
+          or any(word in lowered for word in _CONNECTION_WORDS)):
+        cls = ConnectionLost
+    elif code in _TRANSIENT_CODES or any(word in lowered for word in _TRANSIENT_WORDS):
+        cls = TransientError
+    else:
+        cls = PermanentError
+    return cls(message, code=code, domain=domain)
+
+
+def _is_not_running(error: HypervisorError) -> bool:
+    return error.code == _code("VIR_ERR_OPERATION_INVALID") and "not running" in str(error)
+
+
+class Hypervisor:
+    """One libvirt connection, shared by the worker threads, reopened when lost."""
+
+    def __init__(self, uri: str | None, *, readonly: bool = False):
+        self.uri = uri
+        self.readonly = readonly
+        self._conn: Any = None
+        self._lock = threading.Lock()
+        self._machines: dict[tuple[str, str | None, str], str] = {}
+        self.calls = 0  # libvirt calls made, for benchmarks and -v
+
+    # --- connection ------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Open the connection; raise ConnectionLost with libvirt's reason if it fails."""
+        _silence_libvirt_stderr()
+        with self._lock:
+            self._open_locked()
+
+    def _open_locked(self) -> None:
+        where = self.uri or "the default libvirt URI"
+        try:
+            if self.readonly:
+                self._conn = libvirt.openReadOnly(self.uri)
+            else:
+                self._conn = libvirt.open(self.uri)
+        except libvirt.libvirtError as exc:
+            error = classify(exc, f"cannot connect to {where}")
+            raise ConnectionLost(str(error), code=error.code, domain=error.domain) from exc
+        if self.uri is None:
+            self.uri = self._conn.getURI()
+
+    def reconnect(self, failed: Any = None) -> None:
+        """Open a new connection, unless another thread already replaced `failed`."""
+        with self._lock:
+            if failed is not None and self._conn is not failed:
+                return
+            old, self._conn = self._conn, None
+            if old is not None:
+                try:
+                    old.close()
+                except libvirt.libvirtError:
+                    pass
+            self._open_locked()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                except libvirt.libvirtError:
+                    pass
+                self._conn = None
+
+    @property
+    def conn(self) -> Any:
+        conn = self._conn
+        if conn is None:
+            raise ConnectionLost(f"not connected to {self.uri or 'libvirt'}")
+        return conn
+
+    @contextmanager
+    def _translate(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except libvirt.libvirtError as exc:
+            raise classify(exc, what) from exc
+
+    # --- reading ---------------------------------------------------------------
+
+    def observe(self, name: str) -> Observed:
+        """The domain as libvirt has it now. DomainNotFound anywhere means absent."""
+        try:
+            return self._observe(name)
+        except DomainNotFound:
+            return Observed(name=name, exists=False)
+
+    def _observe(self, name: str) -> Observed:
+        with self._translate(f"cannot read domain '{name}'"):
+            self.calls += 1
+            dom = self.conn.lookupByName(name)
+            self.calls += 2
+            state = dom.state()[0]
+            persistent = bool(dom.isPersistent())
+            power = _STATES.get(state, Power.OTHER)
+            flags = libvirt.VIR_DOMAIN_XML_INACTIVE
+            if not self.readonly:
+                flags |= libvirt.VIR_DOMAIN_XML_SECURE
+            self.calls += 1
+            saved_xml = dom.XMLDesc(flags)
+            live_xml = None
+            if power.active:
+                self.calls += 1
+                live_xml = dom.XMLDesc(0)
+            autostart = False
+            if persistent:
+                self.calls += 1
+                autostart = bool(dom.autostart())
+        return Observed(
+            name=name,
+            exists=True,
+            power=power,
+            persistent=persistent,
+            autostart=autostart,
+            saved=domainxml.parse_domain(saved_xml),
+            live=domainxml.parse_domain(live_xml) if live_xml else None,
+            saved_xml=saved_xml,
+        )
+
+    def managed_domains(self) -> set[str]:
+        """Names of all domains that carry reconcile's ownership marker."""
+        managed = set()
+        with self._translate("cannot list domains"):
+            self.calls += 1
+            domains = self.conn.listAllDomains(0)
+        for dom in domains:
+            try:
+                with self._translate("cannot read a domain"):
+                    self.calls += 1
+                    xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+                    name = dom.name()
+            except DomainNotFound:
+                continue  # vanished since the listing
+            if domainxml.parse_domain(xml).managed:
+                managed.add(name)
+        return managed
+
+    def canonical_machine(self, virt_type: str, arch: str | None, machine: str) -> str:
+        """libvirt's canonical name for a machine alias ('pc' → 'pc-i440fx-7.2')."""
+        key = (virt_type, arch, machine)
+        if key not in self._machines:
+            canonical = machine
+            try:
+                self.calls += 1
+                caps = self.conn.getDomainCapabilities(None, arch, machine, virt_type, 0)
+                canonical = ET.fromstring(caps).findtext("machine") or machine
+            except (libvirt.libvirtError, ET.ParseError):
+                pass  # a driver without domain capabilities (test:///) keeps names as they are
+            self._machines[key] = canonical
+        return self._machines[key]
+
+    # --- steps: each one tolerates being already done ---------------------------
+
+    def _domain(self, name: str) -> Any:
+        self.calls += 1
+        return self.conn.lookupByName(name)
+
+    def define(self, xml: str) -> None:
+        with self._translate("cannot define domain"):
+            self.calls += 1
+            self.conn.defineXML(xml)
+
+    def start(self, name: str) -> None:
+        try:
+            with self._translate(f"cannot start domain '{name}'"):
+                dom = self._domain(name)
+                self.calls += 1
+                if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
+                    self.calls += 1
+                    dom.resume()
+                else:
+                    self.calls += 1
+                    dom.create()
+        except PermanentError as error:
+            if not (error.code == _code("VIR_ERR_OPERATION_INVALID")
+                    and "already running" in str(error)):
+                raise
+
+    def destroy(self, name: str) -> None:
+        try:
+            with self._translate(f"cannot destroy domain '{name}'"):
+                dom = self._domain(name)
+                self.calls += 1
+                dom.destroy()
+        except DomainNotFound:
+            pass  # a transient domain is gone once destroyed
+        except PermanentError as error:
+            if not _is_not_running(error):
+                raise
+
+    def shutdown(self, name: str, timeout: float, poll: float = 0.25) -> bool:
+        """Ask the guest to shut down; destroy it if it is still up after `timeout`.
+
+        Returns True when the guest shut down by itself.
+        """
+        try:
+            with self._translate(f"cannot shut down domain '{name}'"):
+                dom = self._domain(name)
+                self.calls += 1
+                dom.shutdown()
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                with self._translate(f"cannot read domain '{name}'"):
+                    self.calls += 1
+                    if not dom.isActive():
+                        return True
+                time.sleep(poll)
+        except DomainNotFound:
+            return True
+        except PermanentError as error:
+            if _is_not_running(error):
+                return True
+            raise
+        log.info("%s did not shut down within %ss; destroying it", name, timeout)
+        self.destroy(name)
+        return False
+
+    def undefine(self, name: str) -> None:
+        """Undefine, keeping NVRAM and TPM state (and refusing if a managed save exists)."""
+        keep = [
+            libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM | getattr(libvirt, "VIR_DOMAIN_UNDEFINE_KEEP_TPM", 0),
+            libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM,
+            0,
+        ]
+        unsupported = (_code("VIR_ERR_INVALID_ARG"), _code("VIR_ERR_NO_SUPPORT"))
+        for index, flags in enumerate(keep):
+            try:
+                with self._translate(f"cannot undefine domain '{name}'"):
+                    dom = self._domain(name)
+                    self.calls += 1
+                    dom.undefineFlags(flags)
+                return
+            except DomainNotFound:
+                return
+            except PermanentError as error:
+                if error.code == _code("VIR_ERR_OPERATION_INVALID") and "transient" in str(error):
+                    return  # only a persistent domain has a definition to remove
+                if error.code in unsupported and index + 1 < len(keep):
+                    continue
+                raise
+
+    def set_autostart(self, name: str, enabled: bool) -> None:
+        with self._translate(f"cannot set autostart of domain '{name}'"):
+            dom = self._domain(name)
+            self.calls += 1
+            dom.setAutostart(1 if enabled else 0)
+
+    def set_memory_live(self, name: str, kib: int) -> None:
+        """Live balloon request; the guest may or may not follow it."""
+        try:
+            with self._translate(f"cannot set memory of domain '{name}'"):
+                dom = self._domain(name)
+                self.calls += 1
+                dom.setMemoryFlags(kib, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        except PermanentError as error:
+            if not _is_not_running(error):
+                raise

@@ -1,0 +1,416 @@
+"""Reading the manifest directory: files, YAML, JSON Schema, cross-document checks.
+
+Called by the CLI (validate, --once) and the service. Pure apart from reading
+files. Everything wrong is collected as `Invalid` entries (file, document
+index, field path, reason) and never raised, so one bad file cannot stop the
+others from being reconciled. A name seen in an invalid document is kept in
+`invalid_names`: its domain must be left exactly as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .model import DesiredState, Disk, Interface, UpdatePolicy, VMSpec
+from .units import parse_memory_kib
+
+DEFAULT_DISK_ROOTS = ("/var/lib/libvirt/images",)
+_EDITOR_LEFTOVERS = re.compile(r"(~$|^\.#|\.swp$|\.swx$|\.tmp$|^4913$)")
+#: Upper bound on nodes in one document with aliases expanded ("billion laughs").
+_MAX_NODES = 100_000
+_MAX_FILE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Invalid:
+    file: str
+    document: int | None
+    path: str
+    error: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"file": self.file, "document": self.document, "path": self.path,
+                "error": self.error}
+
+    def __str__(self) -> str:
+        where = self.file if self.document is None else f"{self.file}[{self.document}]"
+        return f"{where}: {self.path + ': ' if self.path else ''}{self.error}"
+
+
+@dataclass
+class LoadResult:
+    directory: str
+    specs: dict[str, VMSpec] = field(default_factory=dict)
+    invalid: list[Invalid] = field(default_factory=list)
+    invalid_names: set[str] = field(default_factory=set)
+    problem: str | None = None  # the directory itself is missing, unreadable, or empty
+    documents: int = 0
+
+    @property
+    def prune_safe(self) -> bool:
+        """Whether this load is complete enough to call a managed domain an orphan."""
+        return self.problem is None and not self.invalid and self.documents > 0
+
+
+@cache
+def schema() -> dict[str, Any]:
+    text = resources.files("controller").joinpath("schemas/virtualmachine.schema.json")
+    loaded: dict[str, Any] = json.loads(text.read_text(encoding="utf-8"))
+    return loaded
+
+
+@cache
+def _validator() -> jsonschema.protocols.Validator:
+    cls = jsonschema.validators.validator_for(schema())
+    cls.check_schema(schema())
+    return cls(schema())  # type: ignore[no-any-return]
+
+
+def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_ROOTS) -> LoadResult:
+    """Load, validate and cross-check every manifest under `directory`."""
+    result = LoadResult(directory=directory)
+    root = Path(directory)
+    if not root.exists():
+        result.problem = f"manifest directory {directory} does not exist"
+        return result
+    if not root.is_dir():
+        result.problem = f"manifest path {directory} is not a directory"
+        return result
+    if not os.access(root, os.R_OK | os.X_OK):
+        result.problem = f"manifest directory {directory} is not readable"
+        return result
+
+    candidates: list[tuple[str, int, dict[str, Any]]] = []
+    walk_errors: list[OSError] = []
+    for path in _manifest_files(root, walk_errors):
+        relative = str(path.relative_to(root))
+        for index, document in _documents(path, relative, result):
+            result.documents += 1
+            if _check_document(document, relative, index, result):
+                candidates.append((relative, index, document))
+    for error in walk_errors:
+        where = os.path.relpath(error.filename, root) if error.filename else directory
+        result.invalid.append(Invalid(where, None, "", f"cannot read: {error.strerror}"))
+    if result.documents == 0 and not result.invalid:
+        result.problem = f"manifest directory {directory} holds no manifests"
+
+    _cross_check(candidates, result, disk_roots)
+    return result
+
+
+def _manifest_files(root: Path, errors: list[OSError]) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or _EDITOR_LEFTOVERS.search(name):
+                continue
+            if name.endswith((".yaml", ".yml")):
+                yield Path(dirpath, name)
+
+
+class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """Safe YAML loader (the C one when available) that refuses duplicate keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a mapping key must be a plain value", key_node.start_mark,
+                ) from None
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+
+
+def _documents(path: Path, relative: str, result: LoadResult) -> Iterator[tuple[int, Any]]:
+    """Yield (index, document) for the non-empty documents of one file.
+
+    A file that is not valid YAML is invalid as a whole: none of its documents
+    are used, and the names already read from it are kept as invalid names.
+    """
+    try:
+        if not path.is_file():
+            raise IsADirectoryError(21, "not a regular file")
+        if path.stat().st_size > _MAX_FILE_BYTES:
+            raise ValueError(f"larger than {_MAX_FILE_BYTES} bytes")
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        result.invalid.append(Invalid(relative, None, "", f"cannot read: {exc.strerror}"))
+        return
+    except (UnicodeDecodeError, ValueError) as exc:
+        result.invalid.append(Invalid(relative, None, "", f"cannot read: {exc}"))
+        return
+
+    parsed: list[tuple[int, Any]] = []
+    index = 0
+    try:
+        for index, document in enumerate(yaml.load_all(text, Loader=_StrictLoader)):
+            if document is not None:
+                _check_size(document)
+                parsed.append((index, document))
+    except yaml.YAMLError as exc:
+        result.invalid.append(Invalid(relative, index, "", f"not valid YAML: {_yaml_reason(exc)}"))
+    except (RecursionError, _TooLarge) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        result.invalid.append(Invalid(relative, index, "", f"not usable YAML: {reason}"))
+    else:
+        yield from parsed
+        return
+    for _, document in parsed:
+        name = _name_of(document)
+        if name:
+            result.invalid_names.add(name)
+
+
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return str(problem)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _check_size(document: Any) -> None:
+    """Refuse documents whose aliases expand past a sane size."""
+    budget = _MAX_NODES
+    stack = [document]
+    while stack:
+        budget -= 1
+        if budget < 0:
+            raise _TooLarge(f"more than {_MAX_NODES} nodes once aliases are expanded")
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _name_of(document: Any) -> str | None:
+    if isinstance(document, dict):
+        metadata = document.get("metadata")
+        if isinstance(metadata, dict) and isinstance(metadata.get("name"), str):
+            return metadata["name"]
+    return None
+
+
+def _check_document(document: Any, relative: str, index: int, result: LoadResult) -> bool:
+    """Schema-check one document; record why it is invalid and return False if so."""
+    try:
+        error = jsonschema.exceptions.best_match(_validator().iter_errors(document))
+    except RecursionError:
+        error = None
+        reason = "nested too deeply"
+        result.invalid.append(Invalid(relative, index, "", reason))
+        return False
+    if error is None:
+        return True
+    name = _name_of(document)
+    if name:
+        result.invalid_names.add(name)
+    result.invalid.append(Invalid(relative, index, _json_path(error.absolute_path),
+                                  _schema_reason(error)))
+    return False
+
+
+def _json_path(parts: Iterable[object]) -> str:
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _schema_reason(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        return error.message.replace("Additional properties are not allowed", "unknown field(s)")
+    if error.validator == "oneOf" and error.path and error.path[-1] in ("memory", "currentMemory"):
+        return f"{error.instance!r} is not a memory size (an integer of MiB, or e.g. '512MiB', '2GiB')"
+    if error.validator == "oneOf" and "interfaces" in error.path:
+        return "an interface needs exactly one of network: or bridge:"
+    message = error.message
+    return message if len(message) <= 300 else message[:297] + "..."
+
+
+def _cross_check(
+    candidates: list[tuple[str, int, dict[str, Any]]],
+    result: LoadResult,
+    disk_roots: Sequence[str],
+) -> None:
+    """Checks that span documents or need more than the schema: names, sizes, disks."""
+    by_name: dict[str, list[tuple[str, int]]] = {}
+    for relative, index, document in candidates:
+        by_name.setdefault(document["metadata"]["name"], []).append((relative, index))
+    roots = [os.path.realpath(root) for root in disk_roots]
+    disk_owner: dict[str, tuple[str, str, int]] = {}
+    specs: list[VMSpec] = []
+    for relative, index, document in candidates:
+        name = document["metadata"]["name"]
+        places = by_name[name]
+        if len(places) > 1 or name in result.invalid_names:
+            others = ", ".join(f"{f}[{i}]" for f, i in places if (f, i) != (relative, index))
+            result.invalid.append(Invalid(
+                relative, index, "metadata.name",
+                f"name '{name}' is also defined in {others or 'an invalid document'}"))
+            result.invalid_names.add(name)
+            continue
+        try:
+            spec = _to_spec(document, relative, roots)
+        except _FieldError as exc:
+            result.invalid.append(Invalid(relative, index, exc.path, exc.reason))
+            result.invalid_names.add(name)
+            continue
+        clash = None
+        for disk_index, disk in enumerate(spec.disks):
+            owner = disk_owner.get(disk.source)
+            if owner and owner[0] != name:
+                clash = (disk_index, disk.source, owner)
+                break
+        if clash:
+            disk_index, source, (other, other_file, other_index) = clash
+            result.invalid.append(Invalid(
+                relative, index, f"spec.disks[{disk_index}].source",
+                f"{source} is already the disk of '{other}' ({other_file}[{other_index}])"))
+            result.invalid_names.add(name)
+            continue
+        for disk in spec.disks:
+            disk_owner[disk.source] = (name, relative, index)
+        specs.append(spec)
+    for spec in specs:
+        result.specs[spec.name] = spec
+
+
+class _FieldError(Exception):
+    def __init__(self, path: str, reason: str):
+        super().__init__(reason)
+        self.path = path
+        self.reason = reason
+
+
+def _to_spec(document: dict[str, Any], relative: str, roots: list[str]) -> VMSpec:
+    metadata = document["metadata"]
+    spec = document.get("spec") or {}
+    state = DesiredState(spec.get("state", "running"))
+    memory_kib = current_kib = 0
+    if "memory" in spec:
+        memory_kib = _memory(spec, "memory")
+        current_kib = _memory(spec, "currentMemory") if "currentMemory" in spec else memory_kib
+        if current_kib > memory_kib:
+            raise _FieldError("spec.currentMemory",
+                              f"currentMemory {spec['currentMemory']!r} is more than memory "
+                              f"{spec['memory']!r}")
+    uuid = metadata.get("uuid")
+    if uuid:
+        compact = uuid.replace("-", "").lower()
+        uuid = f"{compact[:8]}-{compact[8:12]}-{compact[12:16]}-{compact[16:20]}-{compact[20:]}"
+    return VMSpec(
+        name=metadata["name"],
+        source=relative,
+        state=state,
+        uuid=uuid,
+        labels=tuple(sorted((metadata.get("labels") or {}).items())),
+        memory_kib=memory_kib,
+        current_memory_kib=current_kib,
+        vcpus=spec.get("vcpus", 0),
+        type=spec.get("type", "kvm"),
+        arch=spec.get("arch"),
+        machine=spec.get("machine"),
+        autostart=spec.get("autostart", False),
+        update_policy=UpdatePolicy(spec.get("updatePolicy", "restart")),
+        stop_timeout=spec.get("stopTimeout", 60),
+        adopt=spec.get("adopt", False),
+        suspend=spec.get("suspend", False),
+        disks=_disks(spec.get("disks") or [], roots),
+        interfaces=tuple(
+            Interface(network=i.get("network"), bridge=i.get("bridge"),
+                      mac=i["mac"].lower() if i.get("mac") else None,
+                      model=i.get("model", "virtio"))
+            for i in spec.get("interfaces") or []
+        ),
+    )
+
+
+def _memory(spec: dict[str, Any], key: str) -> int:
+    try:
+        kib = parse_memory_kib(spec[key])
+    except ValueError as exc:
+        raise _FieldError(f"spec.{key}", str(exc)) from None
+    if kib > 2**40:
+        raise _FieldError(f"spec.{key}", f"{spec[key]!r} is larger than 1 PiB")
+    return kib
+
+
+_BUS_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd"}
+
+
+def _disks(items: list[dict[str, Any]], roots: list[str]) -> tuple[Disk, ...]:
+    used: set[str] = {item["target"] for item in items if "target" in item}
+    next_index: dict[str, int] = {}
+    disks = []
+    for position, item in enumerate(items):
+        path = f"spec.disks[{position}]"
+        source = _confined_source(item["source"], roots, f"{path}.source")
+        bus = item.get("bus", "virtio")
+        target = item.get("target")
+        if target is None:
+            prefix = _BUS_PREFIX[bus]
+            while True:
+                index = next_index.get(prefix, 0)
+                next_index[prefix] = index + 1
+                target = prefix + _letters(index)
+                if target not in used:
+                    break
+            used.add(target)
+        elif sum(1 for other in items if other.get("target") == target) > 1:
+            raise _FieldError(f"{path}.target", f"target {target} is used by two disks")
+        disks.append(Disk(source=source, target=target, format=item.get("format", "qcow2"),
+                          bus=bus, readonly=item.get("readonly", False)))
+    return tuple(disks)
+
+
+def _letters(index: int) -> str:
+    """0 → 'a', 25 → 'z', 26 → 'aa', as libvirt names disk targets."""
+    letters = ""
+    index += 1
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(ord("a") + remainder) + letters
+    return letters
+
+
+def _confined_source(source: str, roots: list[str], path: str) -> str:
+    resolved = os.path.realpath(source)
+    if not any(resolved == root or resolved.startswith(root.rstrip("/") + "/") for root in roots):
+        shown = source if resolved == source else f"{source} (resolves to {resolved})"
+        raise _FieldError(path, f"{shown} is outside the allowed disk roots "
+                                f"({', '.join(roots)}); see --disk-root")
+    if resolved in roots:
+        raise _FieldError(path, f"{source} is a disk root, not a disk image")
+    try:
+        mode = os.stat(resolved).st_mode
+    except OSError:
+        return resolved  # not created yet: libvirt will say so when the domain starts
+    if not stat.S_ISREG(mode):
+        raise _FieldError(path, f"{source} is not a regular file")
+    return resolved

@@ -1,0 +1,206 @@
+"""Value types shared by every layer: the desired VM, the observed domain, the plan.
+
+Frozen dataclasses and enums only; no I/O. The manifest loader builds `VMSpec`,
+`domainxml` parses libvirt XML into `DomainConfig`, the hypervisor edge fills
+`Observed`, and the planner turns a (`VMSpec`, `Observed`) pair into a `Plan`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class DesiredState(enum.Enum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+    ABSENT = "absent"
+
+
+class UpdatePolicy(enum.Enum):
+    RESTART = "restart"
+    NEXT_BOOT = "next-boot"
+
+
+class Power(enum.Enum):
+    """A domain's power state, folded to what reconciling needs to know."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    OTHER = "other"  # shutting down, crashed, pmsuspended, blocked: active but not plain running
+
+    @property
+    def active(self) -> bool:
+        return self is not Power.STOPPED
+
+
+class Action(enum.Enum):
+    """Plan steps, in the only order they may run."""
+
+    SET_MEMORY = "set-memory"
+    SHUTDOWN = "shutdown"
+    DESTROY = "destroy"
+    UNDEFINE = "undefine"
+    DEFINE = "define"
+    AUTOSTART = "autostart"
+    START = "start"
+
+
+class Result(enum.Enum):
+    """How a VM's reconcile ended: 'web-1 has been ...'."""
+
+    UNCHANGED = "unchanged"
+    CONVERGED = "converged"
+    PLANNED = "planned"
+    FAILED = "failed"
+    CONFLICT = "conflict"
+    RESTART_PENDING = "restart-pending"
+    SUSPENDED = "suspended"
+    PRUNED = "pruned"
+
+
+@dataclass(frozen=True)
+class Disk:
+    source: str
+    target: str
+    format: str = "qcow2"
+    bus: str = "virtio"
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class Interface:
+    """A NIC; exactly one of network/bridge is set. mac None means: keep what exists."""
+
+    network: str | None = None
+    bridge: str | None = None
+    mac: str | None = None
+    model: str = "virtio"
+
+    @property
+    def attachment(self) -> str:
+        return f"network {self.network}" if self.network is not None else f"bridge {self.bridge}"
+
+
+@dataclass(frozen=True)
+class VMSpec:
+    """One valid VirtualMachine manifest document, defaults applied, sizes in KiB."""
+
+    name: str
+    source: str  # manifest file, relative to the manifest directory
+    state: DesiredState = DesiredState.RUNNING
+    uuid: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    memory_kib: int = 0
+    current_memory_kib: int = 0
+    vcpus: int = 0
+    type: str = "kvm"
+    arch: str | None = None
+    machine: str | None = None
+    autostart: bool = False
+    update_policy: UpdatePolicy = UpdatePolicy.RESTART
+    stop_timeout: int = 60
+    adopt: bool = False
+    suspend: bool = False
+    disks: tuple[Disk, ...] = ()
+    interfaces: tuple[Interface, ...] = ()
+
+
+@dataclass(frozen=True)
+class DomainConfig:
+    """What reconcile models of one libvirt domain definition (saved or live)."""
+
+    name: str
+    uuid: str
+    type: str
+    arch: str | None
+    machine: str | None
+    memory_kib: int
+    current_memory_kib: int
+    vcpus: int
+    disks: tuple[Disk, ...]
+    interfaces: tuple[Interface, ...]
+    managed: bool
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A domain as libvirt reported it at one moment. `saved` is the persistent
+    definition (the live one for a transient domain), `live` the running one."""
+
+    name: str
+    exists: bool
+    power: Power = Power.STOPPED
+    persistent: bool = False
+    autostart: bool = False
+    saved: DomainConfig | None = None
+    live: DomainConfig | None = None
+    saved_xml: str | None = None
+
+    @property
+    def managed(self) -> bool:
+        return self.saved is not None and self.saved.managed
+
+
+ABSENT_DOMAIN = Observed(name="", exists=False)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One field that differs: 'vcpus: 1 → 2'."""
+
+    field: str
+    old: str
+    new: str
+    needs_restart: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.field} {self.old} → {self.new}"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One libvirt operation with the reason it is needed and what it needs to run."""
+
+    action: Action
+    reason: str
+    xml: str | None = None  # define
+    memory_kib: int | None = None  # set-memory
+    timeout: int | None = None  # shutdown: seconds before a hard destroy
+    autostart: bool | None = None  # autostart
+
+    def to_json(self) -> dict[str, str]:
+        return {"action": self.action.value, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The ordered steps for one VM, or why none may be taken."""
+
+    steps: tuple[Step, ...] = ()
+    changes: tuple[Change, ...] = ()
+    conflict: str | None = None
+    restart_pending: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What became of one VM in one pass."""
+
+    name: str
+    source: str | None
+    result: Result
+    steps: list[Step] = field(default_factory=list)
+    error: str | None = None
+    changes: tuple[Change, ...] = ()
+    note: str | None = None  # e.g. why a restart is pending
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "steps": [step.to_json() for step in self.steps],
+            "result": self.result.value,
+            "error": self.error,
+        }

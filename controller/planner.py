@@ -1,0 +1,261 @@
+"""plan(desired, observed) -> Plan: the steps that take one domain to its manifest. Pure.
+
+Called by the engine under the VM's lock, right after observing the domain.
+Never imports libvirt. Steps come in the contract's fixed order, each only
+when needed: set-memory, shutdown/destroy, undefine, define, autostart, start.
+
+What is compared:
+- the saved (persistent) definition against the manifest decides `define`;
+- the live definition of a running domain decides whether a restart is needed,
+  so a `next-boot` VM whose new definition is saved stays "restart pending";
+- `currentMemory` is judged on the saved definition only: a live balloon
+  request succeeds without changing what libvirt reports unless the guest runs
+  a balloon driver, so the live value would show drift forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from . import domainxml
+from .model import (
+    Action,
+    Change,
+    DesiredState,
+    Disk,
+    DomainConfig,
+    Interface,
+    Observed,
+    Plan,
+    Power,
+    Step,
+    UpdatePolicy,
+    VMSpec,
+)
+from .units import format_kib, round_up_mib
+
+#: Resolves a machine alias ('pc') to libvirt's canonical name ('pc-i440fx-7.2').
+MachineResolver = Callable[[str, str | None, str], str]
+
+
+def _same_machine(_type: str, _arch: str | None, machine: str) -> str:
+    return machine
+
+
+def plan(
+    spec: VMSpec,
+    observed: Observed,
+    *,
+    canonical_machine: MachineResolver = _same_machine,
+) -> Plan:
+    """The ordered steps that take `observed` to `spec`, each with its reason."""
+    if not observed.exists:
+        return _plan_create(spec, "the domain does not exist")
+    if not observed.managed and not spec.adopt:
+        return Plan(conflict=(
+            f"domain '{spec.name}' exists and is not managed by reconcile; "
+            "set spec.adopt: true to take it over"
+        ))
+    if spec.state is DesiredState.ABSENT:
+        return _plan_remove(observed, spec, "state is absent")
+    saved = observed.saved
+    assert saved is not None  # an existing domain always has a definition
+    if spec.uuid and spec.uuid.lower() != saved.uuid:
+        return _plan_replace(spec, observed, saved)
+    return _plan_update(spec, observed, saved, canonical_machine)
+
+
+def _plan_create(spec: VMSpec, reason: str) -> Plan:
+    if spec.state is DesiredState.ABSENT:
+        return Plan()
+    steps = [Step(Action.DEFINE, reason, xml=domainxml.build_domain(spec))]
+    if spec.autostart:
+        steps.append(Step(Action.AUTOSTART, "autostart is wanted", autostart=True))
+    if spec.state is DesiredState.RUNNING:
+        steps.append(Step(Action.START, "state is running"))
+    return Plan(steps=tuple(steps))
+
+
+def _stop_step(spec: VMSpec, reason: str) -> Step:
+    if spec.stop_timeout > 0:
+        return Step(Action.SHUTDOWN, reason, timeout=spec.stop_timeout)
+    return Step(Action.DESTROY, reason)
+
+
+def _plan_remove(observed: Observed, spec: VMSpec, reason: str) -> Plan:
+    steps = []
+    if observed.power.active:
+        steps.append(_stop_step(spec, reason))
+    if observed.persistent:
+        steps.append(Step(Action.UNDEFINE, reason))
+    return Plan(steps=tuple(steps))
+
+
+def _plan_replace(spec: VMSpec, observed: Observed, saved: DomainConfig) -> Plan:
+    """A pinned UUID that differs: the old domain goes, a new one is defined."""
+    change = Change("uuid", saved.uuid, spec.uuid.lower() if spec.uuid else "", needs_restart=True)
+    reason = f"{change}: the domain must be replaced"
+    if (observed.power.active and spec.state is DesiredState.RUNNING
+            and spec.update_policy is UpdatePolicy.NEXT_BOOT):
+        return Plan(changes=(change,), restart_pending=f"{change} needs the VM stopped")
+    removal = _plan_remove(observed, spec, reason)
+    steps = list(removal.steps)
+    steps.append(Step(Action.DEFINE, reason, xml=domainxml.build_domain(spec)))
+    if spec.autostart:
+        steps.append(Step(Action.AUTOSTART, "autostart is wanted", autostart=True))
+    if spec.state is DesiredState.RUNNING:
+        steps.append(Step(Action.START, "state is running"))
+    return Plan(steps=tuple(steps), changes=(change,))
+
+
+def _plan_update(
+    spec: VMSpec, observed: Observed, saved: DomainConfig, canonical_machine: MachineResolver,
+) -> Plan:
+    changes = _config_changes(spec, saved, canonical_machine)
+    restart_changes: list[Change] = []
+    if observed.power.active and observed.live is not None:
+        restart_changes = _restart_changes(spec, observed.live, canonical_machine)
+    active = observed.power.active
+    steps: list[Step] = []
+
+    if (active and spec.state is DesiredState.RUNNING
+            and spec.current_memory_kib != saved.current_memory_kib
+            and observed.live is not None
+            and spec.current_memory_kib <= observed.live.memory_kib):
+        steps.append(Step(
+            Action.SET_MEMORY,
+            f"currentMemory {format_kib(saved.current_memory_kib)} → "
+            f"{format_kib(spec.current_memory_kib)} (live)",
+            memory_kib=spec.current_memory_kib,
+        ))
+
+    stopping = False
+    restart_pending = None
+    if active and spec.state is DesiredState.STOPPED:
+        steps.append(_stop_step(spec, "state is stopped"))
+        stopping = True
+    elif active and restart_changes:
+        summary = ", ".join(str(change) for change in restart_changes)
+        if spec.update_policy is UpdatePolicy.RESTART:
+            steps.append(_stop_step(spec, f"{summary} needs a restart"))
+            stopping = True
+        else:
+            restart_pending = f"{summary} takes effect at the next boot"
+
+    define_reasons = [str(change) for change in changes]
+    if not saved.managed:
+        define_reasons.append("adopt: mark the domain as managed")
+    if not observed.persistent:
+        define_reasons.append("the domain is transient: make it persistent")
+    if define_reasons:
+        steps.append(Step(
+            Action.DEFINE, ", ".join(define_reasons),
+            xml=domainxml.build_domain(spec, observed.saved_xml),
+        ))
+
+    if observed.autostart != spec.autostart:
+        steps.append(Step(
+            Action.AUTOSTART,
+            f"autostart {str(observed.autostart).lower()} → {str(spec.autostart).lower()}",
+            autostart=spec.autostart,
+        ))
+
+    if spec.state is DesiredState.RUNNING:
+        if not active:
+            steps.append(Step(Action.START, "state is running, the domain is stopped"))
+        elif stopping:
+            steps.append(Step(Action.START, "start again after the restart"))
+        elif observed.power is Power.PAUSED:
+            steps.append(Step(Action.START, "state is running, the domain is paused"))
+
+    all_changes = tuple(changes) + tuple(c for c in restart_changes if c not in changes)
+    return Plan(steps=tuple(steps), changes=all_changes, restart_pending=restart_pending)
+
+
+def _config_changes(
+    spec: VMSpec, saved: DomainConfig, canonical_machine: MachineResolver,
+) -> list[Change]:
+    """Differences between the manifest and the saved definition."""
+    changes = _restart_changes(spec, saved, canonical_machine, exact_memory=True)
+    if spec.current_memory_kib != saved.current_memory_kib:
+        changes.insert(1, Change(
+            "currentMemory", format_kib(saved.current_memory_kib),
+            format_kib(spec.current_memory_kib),
+        ))
+    return changes
+
+
+def _restart_changes(
+    spec: VMSpec,
+    config: DomainConfig,
+    canonical_machine: MachineResolver,
+    *,
+    exact_memory: bool = False,
+) -> list[Change]:
+    """Differences in what a running domain can only take at its next boot.
+
+    A running QEMU domain reports memory rounded up to whole MiB, so the live
+    comparison rounds the manifest's value the same way.
+    """
+    changes = []
+    wanted_memory = spec.memory_kib if exact_memory else round_up_mib(spec.memory_kib)
+    have_memory = config.memory_kib if exact_memory else round_up_mib(config.memory_kib)
+    if wanted_memory != have_memory:
+        changes.append(Change(
+            "memory", format_kib(config.memory_kib), format_kib(spec.memory_kib), True,
+        ))
+    if spec.vcpus != config.vcpus:
+        changes.append(Change("vcpus", str(config.vcpus), str(spec.vcpus), True))
+    if spec.type != config.type:
+        changes.append(Change("type", config.type, spec.type, True))
+    if spec.arch and spec.arch != config.arch:
+        changes.append(Change("arch", str(config.arch), spec.arch, True))
+    if spec.machine and config.machine:
+        wanted = canonical_machine(spec.type, spec.arch or config.arch, spec.machine)
+        have = canonical_machine(config.type, config.arch, config.machine)
+        if wanted != have:
+            changes.append(Change("machine", config.machine, spec.machine, True))
+    if _by_target(spec.disks) != _by_target(config.disks):
+        changes.append(Change(
+            "disks", _describe_disks(config.disks), _describe_disks(spec.disks), True,
+        ))
+    if not _interfaces_match(spec.interfaces, config.interfaces):
+        changes.append(Change(
+            "interfaces", _describe_interfaces(config.interfaces),
+            _describe_interfaces(spec.interfaces), True,
+        ))
+    return changes
+
+
+def _interfaces_match(wanted: tuple[Interface, ...], have: tuple[Interface, ...]) -> bool:
+    if len(wanted) != len(have):
+        return False
+    for desired, actual in zip(wanted, have):
+        if (desired.network, desired.bridge, desired.model) != (
+                actual.network, actual.bridge, actual.model):
+            return False
+        if desired.mac and desired.mac.lower() != (actual.mac or ""):
+            return False
+    return True
+
+
+def _by_target(disks: tuple[Disk, ...]) -> list[Disk]:
+    return sorted(disks, key=lambda disk: disk.target)
+
+
+def _describe_disks(disks: tuple[Disk, ...]) -> str:
+    if not disks:
+        return "none"
+    return "; ".join(
+        f"{d.target}={d.source} ({d.format}, {d.bus}{', readonly' if d.readonly else ''})"
+        for d in _by_target(disks)
+    )
+
+
+def _describe_interfaces(interfaces: tuple[Interface, ...]) -> str:
+    if not interfaces:
+        return "none"
+    return "; ".join(
+        interface.attachment + (f" {interface.mac}" if interface.mac else "")
+        for interface in interfaces
+    )

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Make sure a system libvirtd answers on qemu:///system, starting it by hand when there
+# is no systemd (containers, CI). Also makes /dev/kvm usable by QEMU's user: without
+# that, libvirt re-probes QEMU on every define and each define takes ~40 s.
+set -euo pipefail
+
+if virsh -c qemu:///system version >/dev/null 2>&1; then
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "libvirtd-up: libvirtd is not running and only root can start it" >&2
+    exit 1
+fi
+if [ -e /dev/kvm ]; then
+    chmod 0666 /dev/kvm
+fi
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    systemctl start libvirtd.service || systemctl start virtqemud.socket
+else
+    pgrep -x virtlogd >/dev/null || virtlogd -d
+    libvirtd -d
+fi
+for _ in $(seq 1 100); do
+    if virsh -c qemu:///system version >/dev/null 2>&1; then
+        exit 0
+    fi
+    sleep 0.1
+done
+echo "libvirtd-up: libvirtd did not answer on qemu:///system within 10 s" >&2
+exit 1
