@@ -1,0 +1,125 @@
+"""The command line in-process on test:///default: output shapes and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from controller.cli import main
+
+from .conftest import vm
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(autouse=True)
+def lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECONCILE_LOCK_DIR", str(tmp_path / "locks"))
+
+
+def test_examples_converge_on_the_test_driver(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "--once", "-m", str(REPO / "manifests"), "-c", "test:///default",
+                         "-o", "json")
+    assert code == 0, err
+    document = json.loads(out)
+    assert set(document) == {"vms", "invalid", "orphans"}
+    assert {vm["result"] for vm in document["vms"]} <= {"converged", "unchanged"}
+    for entry in document["vms"]:
+        assert set(entry) == {"name", "source", "steps", "result", "error"}
+
+
+def test_dry_run_exits_3_when_changes_are_pending(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(vm("a"))
+    code, out, _ = run(capsys, "--once", "--dry-run", "-m", str(tmp_path), "-c", "test:///default")
+    assert code == 3
+    assert "a  planned  (a.yaml)" in out
+    assert "    define     the domain does not exist" in out
+
+
+def test_dry_run_exits_0_when_nothing_is_pending(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(vm("a", state="absent"))
+    code, out, _ = run(capsys, "--once", "--dry-run", "-m", str(tmp_path), "-c", "test:///default")
+    assert code == 0
+    assert "1 VM: 1 unchanged" in out
+
+
+def test_invalid_manifest_exit_2_and_valid_ones_still_converge(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text(vm("good"))
+    (tmp_path / "bad.yaml").write_text(vm("bad", vcpus="two"))
+    code, out, err = run(capsys, "--once", "-m", str(tmp_path), "-c", "test:///default",
+                         "-o", "json")
+    assert code == 2
+    document = json.loads(out)
+    assert [v["name"] for v in document["vms"]] == ["good"]
+    assert document["vms"][0]["result"] == "converged"
+    assert document["invalid"] == [{"file": "bad.yaml", "document": 0, "path": "spec.vcpus",
+                                    "error": "'two' is not of type 'integer'"}]
+    assert "Traceback" not in err
+
+
+def test_conflict_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "t.yaml").write_text(vm("test"))  # the test driver's own, unmanaged domain
+    code, out, _ = run(capsys, "--once", "-m", str(tmp_path), "-c", "test:///default")
+    assert code == 1
+    assert "test  conflict  (t.yaml)" in out
+    assert "set spec.adopt: true to take it over" in out
+
+
+def test_validate(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(vm("a"))
+    assert run(capsys, "validate", "-m", str(tmp_path))[0] == 0
+    (tmp_path / "b.yaml").write_text(vm("a"))
+    code, out, _ = run(capsys, "validate", "-m", str(tmp_path), "-o", "json")
+    assert code == 2
+    invalid = json.loads(out)["invalid"]
+    assert [(i["file"], i["path"]) for i in invalid] == [("a.yaml", "metadata.name"),
+                                                         ("b.yaml", "metadata.name")]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--once", "-m", "/nonexistent/manifests"], "manifest directory /nonexistent/manifests "
+                                                 "does not exist"),
+    (["--once", "--workers", "0"], "must be at least 1"),
+    (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    (["--dry-run"], "--dry-run needs --once"),
+    (["validate", "-m", "/nonexistent/manifests"], "does not exist"),
+])
+def test_usage_errors_are_one_line_and_exit_2(
+        capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("reconcile: error: ")
+    assert message in err
+
+
+def test_unreachable_libvirt_fails_each_vm(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(vm("a"))
+    code, out, err = run(capsys, "--once", "-m", str(tmp_path), "-o", "json",
+                         "-c", "qemu+unix:///system?socket=/nonexistent/libvirt-sock")
+    assert code == 1
+    (entry,) = json.loads(out)["vms"]
+    assert entry["result"] == "failed"
+    assert "cannot connect" in entry["error"]
+    assert "Traceback" not in err
+
+
+def test_schema_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "schema")
+    assert code == 0 and json.loads(out)["title"] == "VirtualMachine"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("reconcile ")
