@@ -3,6 +3,8 @@
     reconcile --once [--dry-run]     converge every VM once (the engine)
     reconcile                        the service (see service.py)
     reconcile validate               schema and cross-document checks only
+    reconcile status                 desired vs. actual, read-only
+    reconcile export NAME...         manifests for existing domains
     reconcile schema                 print the JSON Schema
 
 Exit codes of --once, the first that applies: 2 usage error or an invalid
@@ -29,7 +31,7 @@ from .model import Outcome, Result
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CHANGES = 0, 1, 2, 3
 DEFAULT_MANIFESTS = "/etc/reconcile/manifests"
-SUBCOMMANDS = ("validate", "schema")
+SUBCOMMANDS = ("validate", "status", "export", "schema")
 
 log = logging.getLogger("controller")
 
@@ -59,8 +61,12 @@ def _main_parser() -> argparse.ArgumentParser:
         prog="reconcile",
         description="Keep this host's libvirt domains exactly as a directory of YAML "
                     "manifests says.",
-        epilog="commands: 'reconcile validate' checks manifests only; 'reconcile schema' "
-               "prints the JSON Schema.\nexamples:\n"
+        epilog="commands (each has --help):\n"
+               "  validate   check the manifests only; needs no hypervisor\n"
+               "  status     desired vs. actual per VM; changes nothing\n"
+               "  export     print manifests for existing domains, to adopt them\n"
+               "  schema     print the JSON Schema of a manifest\n"
+               "examples:\n"
                "  reconcile --once --dry-run -m manifests/ -c test:///default\n"
                "  reconcile --once -m /etc/reconcile/manifests --prune -o json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -71,9 +77,7 @@ def _main_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true",
                         help="with --once: observe and plan only; change nothing (exit 3: changes)")
     _add_manifest_options(parser)
-    parser.add_argument("-c", "--connect", metavar="URI", default=None,
-                        help="libvirt URI (default: as libvirt resolves it, e.g. "
-                             "$LIBVIRT_DEFAULT_URI)")
+    _add_connect_option(parser)
     parser.add_argument("--prune", action="store_true",
                         help="remove managed domains that no manifest names")
     parser.add_argument("--max-prune", metavar="N", type=_non_negative, default=5,
@@ -99,6 +103,42 @@ def _validate_parser() -> argparse.ArgumentParser:
                      epilog="example: reconcile validate -m manifests/")
     _add_manifest_options(parser)
     return parser
+
+
+def _status_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="reconcile status",
+                     description="One row per VM: desired vs. actual state, in sync or why "
+                                 "not. Read-only: changes nothing. Exit 0 all in sync, 3 drift, "
+                                 "1 failed or conflict, 2 invalid manifests.",
+                     epilog="example: reconcile status -m manifests/ -c qemu:///system -o json")
+    _add_manifest_options(parser)
+    _add_connect_option(parser)
+    parser.add_argument("--workers", metavar="N", type=_positive, default=4,
+                        help="VMs observed in parallel (default: 4)")
+    return parser
+
+
+def _export_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="reconcile export",
+                     description="Print manifests for existing domains, with adopt: true for "
+                                 "domains not managed yet, so a host can be brought under "
+                                 "reconcile in one step.",
+                     epilog="examples:\n  reconcile export web-1 > manifests/web-1.yaml\n"
+                            "  reconcile export --all --unmanaged > manifests/adopted.yaml",
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", metavar="NAME", nargs="*", help="domain names")
+    parser.add_argument("--all", action="store_true", help="every domain on the host")
+    parser.add_argument("--unmanaged", action="store_true",
+                        help="with --all: only domains reconcile does not manage yet")
+    _add_connect_option(parser)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more")
+    return parser
+
+
+def _add_connect_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--connect", metavar="URI", default=None,
+                        help="libvirt URI (default: as libvirt resolves it, e.g. "
+                             "$LIBVIRT_DEFAULT_URI)")
 
 
 def _schema_parser() -> argparse.ArgumentParser:
@@ -220,6 +260,59 @@ def once_exit_code(outcomes: Sequence[Outcome], *, invalid: bool, dry_run: bool)
     return EXIT_OK
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    load = _load(args)
+    hypervisor = Hypervisor(args.connect, readonly=True)
+    hypervisor.connect()
+    try:
+        engine = Engine(hypervisor, None, dry_run=True, workers=args.workers)
+        report = engine.run_pass(load, prune=False, max_prune=0)
+        orphans = [engine.prune(name) for name in report.orphans]
+    finally:
+        hypervisor.close()
+    rows = render.status_rows(report.outcomes, orphans)
+    if args.output == "json":
+        _print(json.dumps({"vms": rows, "invalid": [i.to_json() for i in load.invalid]}))
+    else:
+        _print(render.status_text(rows))
+        for entry in load.invalid:
+            _print(f"invalid: {entry}")
+    return once_exit_code(report.outcomes + orphans, invalid=bool(load.invalid), dry_run=True)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import NotExportable, to_manifest
+    import yaml
+
+    hypervisor = Hypervisor(args.connect, readonly=True)
+    hypervisor.connect()
+    try:
+        names = list(args.names)
+        if args.all:
+            names = hypervisor.domain_names(unmanaged_only=args.unmanaged)
+        documents, failed = [], False
+        for name in names:
+            observed = hypervisor.observe(name)
+            if not observed.exists:
+                sys.stderr.write(f"reconcile: error: domain '{name}' does not exist\n")
+                failed = True
+                continue
+            try:
+                document, warnings = to_manifest(observed)
+            except NotExportable as error:
+                sys.stderr.write(f"reconcile: error: {error}\n")
+                failed = True
+                continue
+            for warning in warnings:
+                log.warning("%s", warning)
+            documents.append(document)
+    finally:
+        hypervisor.close()
+    if documents:
+        _print(yaml.safe_dump_all(documents, sort_keys=False, explicit_start=True).rstrip())
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def cmd_service(args: argparse.Namespace) -> int:
     from .service import run_service  # the service's imports are not needed by --once
     return run_service(args)
@@ -232,6 +325,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = _validate_parser().parse_args(argv[1:])
             _setup_logging(args.verbose)
             return cmd_validate(args)
+        if argv and argv[0] == "status":
+            args = _status_parser().parse_args(argv[1:])
+            _setup_logging(args.verbose)
+            return cmd_status(args)
+        if argv and argv[0] == "export":
+            args = _export_parser().parse_args(argv[1:])
+            if not args.names and not args.all:
+                raise UsageError("name a domain, or use --all")
+            if args.names and args.all:
+                raise UsageError("--all takes no domain names")
+            _setup_logging(args.verbose)
+            return cmd_export(args)
         if argv and argv[0] == "schema":
             _schema_parser().parse_args(argv[1:])
             _print(json.dumps(schema(), indent=2))

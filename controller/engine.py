@@ -46,7 +46,7 @@ class PassReport:
 @dataclass
 class Engine:
     hypervisor: Hypervisor
-    locks: VMLocks
+    locks: VMLocks | None  # None only for dry runs, which take no locks
     dry_run: bool = False
     workers: int = 4
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -59,13 +59,18 @@ class Engine:
         """Observe, plan and (unless a dry run) execute one VM under its lock."""
         try:
             if self.dry_run:
-                return self._reconcile_locked(spec)
-            with self.locks.hold(spec.name) as waited:
-                if waited:
-                    log.info("%s: waited for another run's lock; observing afresh", spec.name)
-                return self._reconcile_locked(spec)
+                outcome = self._reconcile_locked(spec)
+            else:
+                assert self.locks is not None, "only a dry run may go without locks"
+                with self.locks.hold(spec.name) as waited:
+                    if waited:
+                        log.info("%s: waited for another run's lock; observing afresh",
+                                 spec.name)
+                    outcome = self._reconcile_locked(spec)
         except LockTimeout as error:
-            return Outcome(spec.name, spec.source, Result.FAILED, error=str(error))
+            outcome = Outcome(spec.name, spec.source, Result.FAILED, error=str(error))
+        outcome.spec = spec
+        return outcome
 
     def _reconcile_locked(self, spec: VMSpec) -> Outcome:
         done: list[Step] = []
@@ -74,7 +79,7 @@ class Engine:
                 observed = self.hypervisor.observe(spec.name)
                 the_plan = plan(spec, observed,
                                 canonical_machine=self.hypervisor.canonical_machine)
-                outcome = self._outcome_without_execution(spec, the_plan)
+                outcome = self._outcome_without_execution(spec, the_plan, observed)
                 if outcome is not None:
                     if done:  # steps ran before a replan found nothing more to do
                         outcome.steps = done + outcome.steps
@@ -90,7 +95,8 @@ class Engine:
                                    error=str(failure.error), changes=the_plan.changes)
                 result = Result.RESTART_PENDING if the_plan.restart_pending else Result.CONVERGED
                 return Outcome(spec.name, spec.source, result, steps=done,
-                               changes=the_plan.changes, note=the_plan.restart_pending)
+                               changes=the_plan.changes, note=the_plan.restart_pending,
+                               observed=observed)
             except (AlreadyExists, DomainNotFound) as error:
                 log.info("%s: the domain changed while being reconciled (%s); observing afresh",
                          spec.name, error)
@@ -103,12 +109,13 @@ class Engine:
                 return Outcome(spec.name, spec.source, Result.FAILED, steps=done, error=str(error))
         return Outcome(spec.name, spec.source, Result.FAILED, steps=done, error=str(last_error))
 
-    def _outcome_without_execution(self, spec: VMSpec, the_plan: Plan) -> Outcome | None:
+    def _outcome_without_execution(self, spec: VMSpec, the_plan: Plan,
+                                   observed: Observed) -> Outcome | None:
         """The outcome when the plan is not to be executed: conflict, nothing to do,
         suspended or dry run. None when the steps should run."""
         def outcome(result: Result, **extra: object) -> Outcome:
             return Outcome(spec.name, spec.source, result, changes=the_plan.changes,
-                           **extra)  # type: ignore[arg-type]
+                           observed=observed, **extra)  # type: ignore[arg-type]
 
         if the_plan.conflict:
             return outcome(Result.CONFLICT, error=the_plan.conflict)
@@ -142,6 +149,7 @@ class Engine:
         try:
             if self.dry_run:
                 return self._prune_locked(name)
+            assert self.locks is not None, "only a dry run may go without locks"
             with self.locks.hold(name):
                 return self._prune_locked(name)
         except LockTimeout as error:
@@ -156,7 +164,7 @@ class Engine:
             return Outcome(name, None, Result.UNCHANGED, note="no longer a managed domain")
         steps = _removal_steps(observed)
         if self.dry_run:
-            return Outcome(name, None, Result.PLANNED, steps=steps)
+            return Outcome(name, None, Result.PLANNED, steps=steps, observed=observed)
         try:
             done = execute(self.hypervisor, name, tuple(steps), retry=self.retry,
                            observer=self.observer)

@@ -220,6 +220,16 @@ class Hypervisor:
                 managed.add(name)
         return managed
 
+    def domain_names(self, *, unmanaged_only: bool = False) -> list[str]:
+        """Every domain's name, or those without reconcile's ownership marker."""
+        with self._translate("cannot list domains"):
+            self.calls += 1
+            names = sorted(dom.name() for dom in self.conn.listAllDomains(0))
+        if unmanaged_only:
+            managed = self.managed_domains()
+            names = [name for name in names if name not in managed]
+        return names
+
     def canonical_machine(self, virt_type: str, arch: str | None, machine: str) -> str:
         """libvirt's canonical name for a machine alias ('pc' → 'pc-i440fx-7.2')."""
         key = (virt_type, arch, machine)

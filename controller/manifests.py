@@ -160,12 +160,13 @@ def _documents(path: Path, relative: str, result: LoadResult) -> Iterator[tuple[
         return
 
     parsed: list[tuple[int, Any]] = []
-    index = 0
+    index = 0  # of the document being read, so a parse error names the right one
     try:
-        for index, document in enumerate(yaml.load_all(text, Loader=_StrictLoader)):
+        for document in yaml.load_all(text, Loader=_StrictLoader):
             if document is not None:
                 _check_size(document)
                 parsed.append((index, document))
+            index += 1
     except yaml.YAMLError as exc:
         result.invalid.append(Invalid(relative, index, "", f"not valid YAML: {_yaml_reason(exc)}"))
     except (RecursionError, _TooLarge) as exc:
@@ -221,18 +222,30 @@ def _check_document(document: Any, relative: str, index: int, result: LoadResult
     try:
         error = jsonschema.exceptions.best_match(_validator().iter_errors(document))
     except RecursionError:
-        error = None
-        reason = "nested too deeply"
-        result.invalid.append(Invalid(relative, index, "", reason))
-        return False
-    if error is None:
-        return True
+        path, reason = "", "nested too deeply"
+    else:
+        if error is None:
+            return True
+        path, reason = _error_path(error), _schema_reason(error)
     name = _name_of(document)
     if name:
         result.invalid_names.add(name)
-    result.invalid.append(Invalid(relative, index, _json_path(error.absolute_path),
-                                  _schema_reason(error)))
+    result.invalid.append(Invalid(relative, index, path, reason))
     return False
+
+
+def _error_path(error: jsonschema.ValidationError) -> str:
+    """The path of the offending field: for a missing or unknown field, that field itself."""
+    parts = list(error.absolute_path)
+    if isinstance(error.instance, dict):
+        if error.validator == "required":
+            missing = [key for key in error.validator_value if key not in error.instance]
+            parts += missing[:1]
+        elif error.validator == "additionalProperties":
+            known = error.schema.get("properties", {})
+            unknown = sorted((key for key in error.instance if key not in known), key=str)
+            parts += [str(key) for key in unknown[:1]]
+    return _json_path(parts)
 
 
 def _json_path(parts: Iterable[object]) -> str:

@@ -195,6 +195,8 @@ class Outcome:
     error: str | None = None
     changes: tuple[Change, ...] = ()
     note: str | None = None  # e.g. why a restart is pending
+    observed: Observed | None = None  # as seen before any step ran
+    spec: VMSpec | None = None
 
     def to_json(self) -> dict[str, object]:
         return {

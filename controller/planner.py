@@ -100,7 +100,8 @@ def _plan_replace(spec: VMSpec, observed: Observed, saved: DomainConfig) -> Plan
         return Plan(changes=(change,), restart_pending=f"{change} needs the VM stopped")
     removal = _plan_remove(observed, spec, reason)
     steps = list(removal.steps)
-    steps.append(Step(Action.DEFINE, reason, xml=domainxml.build_domain(spec)))
+    steps.append(Step(Action.DEFINE, reason,
+                      xml=domainxml.build_domain(spec, observed.saved_xml)))
     if spec.autostart:
         steps.append(Step(Action.AUTOSTART, "autostart is wanted", autostart=True))
     if spec.state is DesiredState.RUNNING:
@@ -178,7 +179,8 @@ def _config_changes(
     """Differences between the manifest and the saved definition."""
     changes = _restart_changes(spec, saved, canonical_machine, exact_memory=True)
     if spec.current_memory_kib != saved.current_memory_kib:
-        changes.insert(1, Change(
+        after_memory = 1 if changes and changes[0].field == "memory" else 0
+        changes.insert(after_memory, Change(
             "currentMemory", format_kib(saved.current_memory_kib),
             format_kib(spec.current_memory_kib),
         ))

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from .manifests import Invalid
 from .model import Outcome, Result
+from .units import format_kib
 
 
 def to_json(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Sequence[str],
@@ -64,3 +66,78 @@ def summary(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Se
     if orphans:
         text += f"; {len(orphans)} orphan{'s' if len(orphans) != 1 else ''}"
     return text
+
+
+# --- reconcile status ----------------------------------------------------------
+
+_SYNC = {
+    Result.UNCHANGED: "yes",
+    Result.PLANNED: "no",
+    Result.SUSPENDED: "no",
+    Result.RESTART_PENDING: "pending",
+    Result.CONFLICT: "conflict",
+    Result.FAILED: "unknown",
+}
+
+
+def status_rows(outcomes: Sequence[Outcome], orphans: Sequence[Outcome]) -> list[dict[str, Any]]:
+    """One row per VM: desired vs. actual, in sync or why not, and who owns it.
+
+    `outcomes` come from a dry-run pass over the manifests; `orphans` are dry-run
+    outcomes of managed domains that no manifest names.
+    """
+    rows = []
+    for outcome in outcomes:
+        spec = outcome.spec
+        rows.append(_row(outcome, desired=spec.state.value if spec else "?",
+                         memory=format_kib(spec.memory_kib) if spec and spec.memory_kib else "-",
+                         vcpus=str(spec.vcpus) if spec and spec.vcpus else "-"))
+    for outcome in orphans:
+        row = _row(outcome, desired="-", memory="-", vcpus="-")
+        row["owner"] = "orphan"
+        row["in_sync"] = "no"
+        row["reason"] = "no manifest names this managed domain"
+        rows.append(row)
+    return sorted(rows, key=lambda row: row["name"])
+
+
+def _row(outcome: Outcome, *, desired: str, memory: str, vcpus: str) -> dict[str, Any]:
+    observed = outcome.observed
+    actual, actual_memory, actual_vcpus, owner = "unknown", "?", "?", "?"
+    if observed is not None:
+        owner = "managed" if observed.managed else ("-" if not observed.exists else "unmanaged")
+        if not observed.exists:
+            actual, actual_memory, actual_vcpus = "absent", "-", "-"
+        else:
+            actual = observed.power.value
+            config = observed.live or observed.saved
+            if config is not None:
+                actual_memory, actual_vcpus = format_kib(config.memory_kib), str(config.vcpus)
+    if outcome.result is Result.CONFLICT or outcome.result is Result.FAILED:
+        reason = outcome.error or ""
+    elif outcome.result is Result.RESTART_PENDING:
+        reason = outcome.note or "restart pending"
+    else:
+        reason = "; ".join(step.reason for step in outcome.steps)
+    return {
+        "name": outcome.name, "source": outcome.source,
+        "desired": desired, "actual": actual,
+        "memory": {"desired": memory, "actual": actual_memory},
+        "vcpus": {"desired": vcpus, "actual": actual_vcpus},
+        "in_sync": _SYNC.get(outcome.result, "no"), "reason": reason, "owner": owner,
+    }
+
+
+def status_text(rows: Sequence[dict[str, Any]]) -> str:
+    header = ("NAME", "DESIRED", "ACTUAL", "MEMORY", "VCPUS", "OWNER", "SYNC", "REASON")
+    table = [header] + [(
+        row["name"], row["desired"], row["actual"],
+        f"{row['memory']['desired']}/{row['memory']['actual']}",
+        f"{row['vcpus']['desired']}/{row['vcpus']['actual']}",
+        row["owner"], row["in_sync"], row["reason"],
+    ) for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths)) + "  " + line[-1]
+        for line in table
+    ).rstrip() if rows else "no VMs in the manifests and no managed domains"
