@@ -281,8 +281,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import NotExportable, to_manifest
     import yaml
+
+    from .export import NotExportable, to_manifest
 
     hypervisor = Hypervisor(args.connect, readonly=True)
     hypervisor.connect()
@@ -315,7 +316,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_service(args: argparse.Namespace) -> int:
     from .service import run_service  # the service's imports are not needed by --once
-    return run_service(args)
+    code: int = run_service(args)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

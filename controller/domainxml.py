@@ -9,6 +9,7 @@ from consoles to PCI addresses, is kept as libvirt wrote it.
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 
 from .model import Disk, DomainConfig, Interface, VMSpec
@@ -47,6 +48,7 @@ def parse_domain(xml: str) -> DomainConfig:
         disks=tuple(_parse_disk(el) for el in _disk_elements(root)),
         interfaces=tuple(_parse_interface(el) for el in root.findall("devices/interface")),
         managed=root.find(f"metadata/{_MANAGED_TAG}") is not None,
+        active=root.get("id", "-1") != "-1",
     )
 
 
@@ -123,10 +125,11 @@ def _set_memory(element: ET.Element, kib: int) -> None:
 
 
 def _memory_kib(element: ET.Element | None) -> int:
-    if element is None or not (element.text or "").strip():
+    text = (element.text or "").strip() if element is not None else ""
+    if element is None or not text:
         return 0
     factor = _UNIT_KIB.get(element.get("unit", "KiB"), 1)
-    return int(-(-int(element.text.strip()) * factor // 1))  # rounded up
+    return math.ceil(int(text) * factor)
 
 
 # --- disks -------------------------------------------------------------------
@@ -163,10 +166,10 @@ def _apply_disks(devices: ET.Element, disks: tuple[Disk, ...]) -> None:
         if target_dev not in wanted:
             devices.remove(element)
     for disk in disks:
-        element = existing.get(disk.target)
-        if element is None:
-            element = ET.SubElement(devices, "disk", type="file", device="disk")
-        _edit_disk(element, disk)
+        found = existing.get(disk.target)
+        if found is None:
+            found = ET.SubElement(devices, "disk", type="file", device="disk")
+        _edit_disk(found, disk)
 
 
 def _edit_disk(element: ET.Element, disk: Disk) -> None:

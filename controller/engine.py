@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import partial
 
 from .errors import (
     AlreadyExists,
@@ -23,7 +24,7 @@ from .errors import (
     LockTimeout,
 )
 from .executor import RetryPolicy, StepFailed, StepObserver, execute
-from .hypervisor import Hypervisor
+from .hypervisor import Hypervisor, Snapshot
 from .locks import VMLocks
 from .manifests import LoadResult
 from .model import Action, Observed, Outcome, Plan, Result, Step, VMSpec
@@ -34,6 +35,14 @@ log = logging.getLogger(__name__)
 #: How often one VM is observed and planned again after its domain changed under us.
 _REPLANS = 3
 _RECONNECTS = 3
+
+
+@dataclass(frozen=True)
+class PassSnapshot:
+    """The hypervisor's listing at the start of a pass, and the VMs that were locked then."""
+
+    hypervisor: Snapshot
+    busy: frozenset[str]
 
 
 @dataclass
@@ -55,28 +64,36 @@ class Engine:
 
     # --- one VM ----------------------------------------------------------------
 
-    def reconcile(self, spec: VMSpec) -> Outcome:
-        """Observe, plan and (unless a dry run) execute one VM under its lock."""
+    def reconcile(self, spec: VMSpec, snapshot: PassSnapshot | None = None) -> Outcome:
+        """Observe, plan and (unless a dry run) execute one VM under its lock.
+
+        A pass's `snapshot` saves libvirt calls, but is used only when no run held
+        the VM's lock at or after the moment it was taken; otherwise the domain is
+        looked up afresh.
+        """
         try:
             if self.dry_run:
-                outcome = self._reconcile_locked(spec)
+                outcome = self._reconcile_locked(spec, snapshot.hypervisor if snapshot else None)
             else:
                 assert self.locks is not None, "only a dry run may go without locks"
-                with self.locks.hold(spec.name) as waited:
-                    if waited:
+                with self.locks.hold(spec.name) as held:
+                    if held.waited:
                         log.info("%s: waited for another run's lock; observing afresh",
                                  spec.name)
-                    outcome = self._reconcile_locked(spec)
+                    usable = (snapshot is not None and spec.name not in snapshot.busy
+                              and held.untouched_since(snapshot.hypervisor.started_ns))
+                    outcome = self._reconcile_locked(
+                        spec, snapshot.hypervisor if usable and snapshot else None)
         except LockTimeout as error:
             outcome = Outcome(spec.name, spec.source, Result.FAILED, error=str(error))
         outcome.spec = spec
         return outcome
 
-    def _reconcile_locked(self, spec: VMSpec) -> Outcome:
+    def _reconcile_locked(self, spec: VMSpec, snapshot: Snapshot | None) -> Outcome:
         done: list[Step] = []
         for attempt in range(_REPLANS + _RECONNECTS):
             try:
-                observed = self.hypervisor.observe(spec.name)
+                observed = self.hypervisor.observe(spec.name, snapshot if attempt == 0 else None)
                 the_plan = plan(spec, observed,
                                 canonical_machine=self.hypervisor.canonical_machine)
                 outcome = self._outcome_without_execution(spec, the_plan, observed)
@@ -181,18 +198,23 @@ class Engine:
                  progress: Callable[[Outcome], None] | None = None) -> PassReport:
         """Reconcile every valid manifest; report orphans; prune them if asked and safe."""
         report = PassReport()
+        wanted = set(only) if only is not None else None
         specs = [load.specs[name] for name in sorted(load.specs)
-                 if only is None or name in set(only)]
+                 if wanted is None or name in wanted]
         orphans: list[str] = []
+        snapshot = None
         try:
-            managed = self.hypervisor.managed_domains()
-            orphans = sorted(managed - set(load.specs) - load.invalid_names)
+            snapshot = self._take_snapshot([spec.name for spec in specs])
+            named = frozenset(load.specs) | frozenset(load.invalid_names)
+            managed = self.hypervisor.managed_domains(snapshot.hypervisor, skip=named)
+            orphans = sorted(managed - named)
         except HypervisorError as error:
             report.prune_note = f"orphans unknown: {error}"
             prune = False
         report.orphans = orphans
 
-        jobs: list[Callable[[], Outcome]] = [lambda s=spec: self.reconcile(s) for spec in specs]
+        jobs: list[Callable[[], Outcome]] = [
+            partial(self.reconcile, spec, snapshot) for spec in specs]
         if prune and orphans:
             if not load.prune_safe:
                 why = load.problem or f"{len(load.invalid)} invalid manifest(s)"
@@ -204,7 +226,7 @@ class Engine:
                     Outcome(name, None, Result.FAILED, error=report.prune_note) for name in orphans
                 ]
             else:
-                jobs += [lambda n=name: self.prune(n) for name in orphans]
+                jobs += [partial(self.prune, name) for name in orphans]
 
         with ThreadPoolExecutor(max_workers=max(1, self.workers),
                                 thread_name_prefix="reconcile") as pool:
@@ -215,6 +237,12 @@ class Engine:
                     progress(outcome)
         report.outcomes.sort(key=lambda outcome: outcome.name)
         return report
+
+
+    def _take_snapshot(self, names: list[str]) -> PassSnapshot:
+        # Probe the locks first: a VM whose lock is held now may change under the listing.
+        busy = frozenset(self.locks.held_now(names)) if self.locks else frozenset()
+        return PassSnapshot(self.hypervisor.snapshot(), busy)
 
 
 def _removal_steps(observed: Observed) -> list[Step]:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from tenacity import (
+    RetryCallState,
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
@@ -69,9 +71,7 @@ def execute(
                 wait=wait_exponential(multiplier=retry.first_wait, max=retry.max_wait),
                 stop=stop_after_attempt(retry.attempts) | stop_after_delay(retry.max_total),
                 reraise=True,
-                before_sleep=lambda state: log.warning(
-                    "%s: %s will be retried: %s", name, step.action.value,
-                    state.outcome.exception() if state.outcome else "?"),
+                before_sleep=partial(_log_retry, name, step),
             ):
                 with attempt:
                     _run(hypervisor, name, step)
@@ -82,6 +82,11 @@ def execute(
             observer(name, step, "done")
         done.append(step)
     return done
+
+
+def _log_retry(name: str, step: Step, state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.warning("%s: %s will be retried: %s", name, step.action.value, error)
 
 
 def _run(hypervisor: Hypervisor, name: str, step: Step) -> None:

@@ -14,6 +14,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import libvirt
@@ -54,6 +55,17 @@ _STATES = {
 }
 
 _error_handler_installed = False
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """All domains at one moment: taken once per pass, so that observing a VM whose
+    lock nobody took since `started_ns` needs only its definitions and state."""
+
+    started_ns: int  # time.time_ns() before the first listing call
+    domains: dict[str, Any]  # name -> virDomain
+    autostart: frozenset[str]
+    persistent: frozenset[str]
 
 
 def _silence_libvirt_stderr() -> None:
@@ -163,12 +175,65 @@ class Hypervisor:
 
     # --- reading ---------------------------------------------------------------
 
-    def observe(self, name: str) -> Observed:
-        """The domain as libvirt has it now. DomainNotFound anywhere means absent."""
+    def snapshot(self) -> Snapshot:
+        """Every domain, with its autostart and persistence, in three bulk calls."""
+        started = time.time_ns()
+        with self._translate("cannot list domains"):
+            self.calls += 3
+            domains = self.conn.listAllDomains(0)
+            autostart = self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)
+            persistent = self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_PERSISTENT)
+        return Snapshot(
+            started_ns=started,
+            domains={dom.name(): dom for dom in domains},  # name() needs no round trip
+            autostart=frozenset(dom.name() for dom in autostart),
+            persistent=frozenset(dom.name() for dom in persistent),
+        )
+
+    def observe(self, name: str, snapshot: Snapshot | None = None) -> Observed:
+        """The domain as libvirt has it now. DomainNotFound anywhere means absent.
+
+        With a `snapshot`, existence, autostart and persistence come from it and
+        only the definitions and power state are read: one call for a stopped
+        domain, three for a running one. The caller passes a snapshot only when
+        no reconcile run can have changed the domain since it was taken.
+        """
+        if snapshot is not None:
+            dom = snapshot.domains.get(name)
+            if dom is None:
+                return Observed(name=name, exists=False)
+            try:
+                return self._observe_known(name, dom, snapshot)
+            except DomainNotFound:
+                pass  # gone, or replaced by another domain of that name: look it up
         try:
             return self._observe(name)
         except DomainNotFound:
             return Observed(name=name, exists=False)
+
+    def _xml_flags(self, inactive: bool) -> int:
+        flags = libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0
+        if not self.readonly:
+            flags |= libvirt.VIR_DOMAIN_XML_SECURE
+        return flags
+
+    def _observe_known(self, name: str, dom: Any, snapshot: Snapshot) -> Observed:
+        with self._translate(f"cannot read domain '{name}'"):
+            self.calls += 1
+            current_xml = dom.XMLDesc(self._xml_flags(inactive=False))
+            current = domainxml.parse_domain(current_xml)
+            if not current.active:  # an inactive domain's current XML is its saved one
+                return Observed(name=name, exists=True, power=Power.STOPPED, persistent=True,
+                                autostart=name in snapshot.autostart, saved=current,
+                                live=None, saved_xml=current_xml)
+            self.calls += 2
+            power = _STATES.get(dom.state()[0], Power.OTHER)
+            saved_xml = dom.XMLDesc(self._xml_flags(inactive=True))
+        return Observed(name=name, exists=True, power=power,
+                        persistent=name in snapshot.persistent,
+                        autostart=name in snapshot.autostart,
+                        saved=domainxml.parse_domain(saved_xml), live=current,
+                        saved_xml=saved_xml)
 
     def _observe(self, name: str) -> Observed:
         with self._translate(f"cannot read domain '{name}'"):
@@ -178,15 +243,12 @@ class Hypervisor:
             state = dom.state()[0]
             persistent = bool(dom.isPersistent())
             power = _STATES.get(state, Power.OTHER)
-            flags = libvirt.VIR_DOMAIN_XML_INACTIVE
-            if not self.readonly:
-                flags |= libvirt.VIR_DOMAIN_XML_SECURE
             self.calls += 1
-            saved_xml = dom.XMLDesc(flags)
+            saved_xml = dom.XMLDesc(self._xml_flags(inactive=True))
             live_xml = None
             if power.active:
                 self.calls += 1
-                live_xml = dom.XMLDesc(0)
+                live_xml = dom.XMLDesc(self._xml_flags(inactive=False))
             autostart = False
             if persistent:
                 self.calls += 1
@@ -202,18 +264,20 @@ class Hypervisor:
             saved_xml=saved_xml,
         )
 
-    def managed_domains(self) -> set[str]:
-        """Names of all domains that carry reconcile's ownership marker."""
+    def managed_domains(self, snapshot: Snapshot | None = None,
+                        skip: frozenset[str] = frozenset()) -> set[str]:
+        """Names of the domains that carry reconcile's ownership marker, leaving out
+        (not reading) the names in `skip`."""
+        if snapshot is None:
+            snapshot = self.snapshot()
         managed = set()
-        with self._translate("cannot list domains"):
-            self.calls += 1
-            domains = self.conn.listAllDomains(0)
-        for dom in domains:
+        for name, dom in snapshot.domains.items():
+            if name in skip:
+                continue
             try:
                 with self._translate("cannot read a domain"):
                     self.calls += 1
                     xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-                    name = dom.name()
             except DomainNotFound:
                 continue  # vanished since the listing
             if domainxml.parse_domain(xml).managed:

@@ -15,13 +15,33 @@ import hashlib
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LockTimeout, UsageError
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Held:
+    """A held lock: whether it had to be waited for, and when a holder last stamped it."""
+
+    waited: bool
+    previous_touch_ns: int
+
+    def untouched_since(self, time_ns: int) -> bool:
+        """Whether no holder took or released this lock at or after `time_ns`.
+
+        File times come from the kernel's coarse clock, up to a tick behind the
+        real one, hence the margin.
+        """
+        return not self.waited and self.previous_touch_ns < time_ns - _CLOCK_MARGIN_NS
+
+
+_CLOCK_MARGIN_NS = 50_000_000
 
 
 def default_lock_dir() -> str:
@@ -53,10 +73,12 @@ class VMLocks:
         return self.directory / f"_{digest}.lock"
 
     @contextmanager
-    def hold(self, name: str, *, timeout: float | None = None) -> Iterator[bool]:
-        """Hold `name`'s lock; yields whether another holder had to be waited for.
+    def hold(self, name: str, *, timeout: float | None = None) -> Iterator[Held]:
+        """Hold `name`'s lock. Raises LockTimeout after `timeout` seconds (default: the
+        instance's).
 
-        Raises LockTimeout after `timeout` seconds (default: the instance's).
+        Every holder stamps the file's mtime when it takes and when it releases the
+        lock, so the next holder can tell whether anyone held it since a given time.
         """
         limit = self.timeout if timeout is None else timeout
         path = self.path_for(name)
@@ -64,11 +86,31 @@ class VMLocks:
         try:
             waited = self._acquire(fd, name, limit)
             try:
-                yield waited
+                previous = os.fstat(fd).st_mtime_ns
+                os.utime(fd)
+                yield Held(waited=waited, previous_touch_ns=previous)
             finally:
+                os.utime(fd)
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+    def held_now(self, names: Iterable[str]) -> set[str]:
+        """The names whose lock some holder has at this moment (a probe; stamps nothing)."""
+        busy = set()
+        for name in names:
+            try:
+                fd = os.open(self.path_for(name), os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except BlockingIOError:
+                busy.add(name)
+            finally:
+                os.close(fd)
+        return busy
 
     @staticmethod
     def _acquire(fd: int, name: str, limit: float) -> bool:

@@ -122,6 +122,7 @@ class DomainConfig:
     disks: tuple[Disk, ...]
     interfaces: tuple[Interface, ...]
     managed: bool
+    active: bool = False  # the XML is a running domain's live definition (it has an id)
 
 
 @dataclass(frozen=True)
