@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 MANIFESTS ?= manifests
 URI ?= test:///default
 
-.PHONY: run test test-fast lint bootstrap-run bootstrap-test clean
+.PHONY: run test test-fast lint demo bootstrap-run bootstrap-test clean
 
 run: bootstrap-run
 	$(VENV)/bin/reconcile --once -m $(MANIFESTS) -c $(URI)
@@ -29,3 +29,7 @@ bootstrap-test:
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# A dry run against a whole simulated host (libvirt's test driver): every kind of plan.
+demo: bootstrap-run
+	$(VENV)/bin/reconcile --once --dry-run --prune -m $(MANIFESTS) -c test:///$(CURDIR)/examples/demo-host.xml || test $$? -eq 3

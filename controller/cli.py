@@ -195,6 +195,12 @@ def _load(args: argparse.Namespace) -> LoadResult:
     return load
 
 
+def _style() -> render.Style:
+    """Colour on a terminal only, and never with NO_COLOR set (https://no-color.org)."""
+    return render.Style(sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+                        and os.environ.get("TERM") != "dumb")
+
+
 def _print(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
@@ -246,7 +252,8 @@ def cmd_once(args: argparse.Namespace) -> int:
     if args.output == "json":
         _print(render.to_json(outcomes, load.invalid, orphans, notes))
     else:
-        _print(render.to_text(outcomes, load.invalid, orphans, notes, pruning=args.prune))
+        _print(render.to_text(outcomes, load.invalid, orphans, notes, pruning=args.prune,
+                              dry_run=args.dry_run, style=_style()))
     return once_exit_code(outcomes, invalid=bool(load.invalid), dry_run=args.dry_run)
 
 

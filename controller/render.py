@@ -6,13 +6,14 @@ by the CLI; knows nothing of libvirt.
 
 from __future__ import annotations
 
+import enum
 import json
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from .manifests import Invalid
-from .model import Outcome, Result
+from .model import Action, Outcome, Result
 from .units import format_kib
 
 
@@ -28,21 +29,78 @@ def to_json(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Se
     return json.dumps(document, ensure_ascii=False, indent=None)
 
 
+class Kind(enum.Enum):
+    """What a VM's plan amounts to, as `terraform plan` would put it."""
+
+    CREATE = ("+", "create", "created", "32")
+    UPDATE = ("~", "update", "updated", "33")
+    RESTART = ("-/+", "restart", "restarted", "35")
+    REMOVE = ("-", "remove", "removed", "31")
+    NOOP = ("", "unchanged", "unchanged", "")
+    TROUBLE = ("!", "trouble", "trouble", "31;1")
+
+    @property
+    def symbol(self) -> str:
+        return self.value[0]
+
+
+def kind_of(outcome: Outcome) -> Kind:
+    actions = {step.action for step in outcome.steps}
+    if outcome.result in (Result.FAILED, Result.CONFLICT):
+        return Kind.TROUBLE
+    if not actions:
+        return Kind.NOOP
+    existed = outcome.observed is None or outcome.observed.exists
+    if Action.DEFINE in actions and not existed:
+        return Kind.CREATE
+    if Action.UNDEFINE in actions and Action.DEFINE not in actions:
+        return Kind.REMOVE
+    if outcome.result is Result.PRUNED:
+        return Kind.REMOVE
+    if actions & {Action.SHUTDOWN, Action.DESTROY} and Action.START in actions:
+        return Kind.RESTART
+    return Kind.UPDATE
+
+
+class Style:
+    """ANSI colour when writing to a terminal that wants it; plain text otherwise."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def paint(self, text: str, code: str) -> str:
+        if not self.enabled or not code or not text:
+            return text
+        return f"\x1b[{code}m{text}\x1b[0m"
+
+
+PLAIN = Style(False)
+
+
 def to_text(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Sequence[str],
-            notes: Sequence[str] = (), *, pruning: bool = False) -> str:
+            notes: Sequence[str] = (), *, pruning: bool = False, dry_run: bool = False,
+            style: Style = PLAIN) -> str:
+    """One line per VM with its plan symbol and result, then its field changes and
+    steps, then invalid manifests, orphans, notes, and a summary line."""
     lines: list[str] = []
     width = max((len(outcome.name) for outcome in outcomes), default=0)
     for outcome in outcomes:
+        kind = kind_of(outcome)
         source = f"  ({outcome.source})" if outcome.source else ""
-        lines.append(f"{outcome.name:<{width}}  {outcome.result.value}{source}")
+        symbol = style.paint(f"{kind.symbol:>3}", kind.value[3])
+        lines.append(f"{symbol} {outcome.name:<{width}}  {outcome.result.value}{source}")
+        if kind is not Kind.CREATE:
+            for change in outcome.changes:
+                restart = " (restart)" if change.needs_restart else ""
+                lines.append(f"      {change.field}: {change.old} → {change.new}{restart}")
         for step in outcome.steps:
-            lines.append(f"    {step.action.value:<10} {step.reason}")
+            lines.append(f"      {step.action.value:<10} {step.reason}")
         if outcome.note:
-            lines.append(f"    note: {outcome.note}")
+            lines.append(f"      note: {outcome.note}")
         if outcome.error:
-            lines.append(f"    error: {outcome.error}")
+            lines.append(f"      {style.paint('error:', '31')} {outcome.error}")
     for entry in invalid:
-        lines.append(f"invalid: {entry}")
+        lines.append(f"{style.paint('invalid:', '31')} {entry}")
     pruned = {o.name for o in outcomes if o.result in (Result.PRUNED, Result.PLANNED)}
     waiting = [name for name in orphans if name not in pruned]
     if waiting:
@@ -50,22 +108,29 @@ def to_text(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Se
         lines.append(f"orphans: {', '.join(waiting)}{hint}")
     for note in notes:
         lines.append(f"note: {note}")
-    lines.append(summary(outcomes, invalid, orphans))
+    lines.append(summary(outcomes, invalid, orphans, dry_run=dry_run))
     return "\n".join(lines)
 
 
-def summary(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Sequence[str]) -> str:
-    counts = Counter(outcome.result for outcome in outcomes)
-    parts = [f"{count} {result.value}" for result in Result
-             if (count := counts.get(result))]
-    text = f"{len(outcomes)} VM{'s' if len(outcomes) != 1 else ''}"
-    if parts:
-        text += ": " + ", ".join(parts)
+def summary(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Sequence[str],
+            *, dry_run: bool = False) -> str:
+    """'Plan: 3 to create, 1 to update, 1 to restart, 0 to remove; 12 unchanged.'"""
+    kinds = Counter(kind_of(outcome) for outcome in outcomes)
+    results = Counter(outcome.result for outcome in outcomes)
+    changing = (Kind.CREATE, Kind.UPDATE, Kind.RESTART, Kind.REMOVE)
+    if dry_run:
+        text = "Plan: " + ", ".join(f"{kinds[k]} to {k.value[1]}" for k in changing)
+    else:
+        text = "Applied: " + ", ".join(f"{kinds[k]} {k.value[2]}" for k in changing)
+    text += f"; {kinds[Kind.NOOP]} unchanged"
+    for result in (Result.RESTART_PENDING, Result.SUSPENDED, Result.CONFLICT, Result.FAILED):
+        if results[result]:
+            text += f"; {results[result]} {result.value}"
     if invalid:
         text += f"; {len(invalid)} invalid manifest{'s' if len(invalid) != 1 else ''}"
     if orphans:
         text += f"; {len(orphans)} orphan{'s' if len(orphans) != 1 else ''}"
-    return text
+    return text + "."
 
 
 # --- reconcile status ----------------------------------------------------------

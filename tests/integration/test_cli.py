@@ -41,8 +41,10 @@ def test_dry_run_exits_3_when_changes_are_pending(
     (tmp_path / "a.yaml").write_text(vm("a"))
     code, out, _ = run(capsys, "--once", "--dry-run", "-m", str(tmp_path), "-c", "test:///default")
     assert code == 3
-    assert "a  planned  (a.yaml)" in out
-    assert "    define     the domain does not exist" in out
+    assert "  + a  planned  (a.yaml)" in out
+    assert "      define     the domain does not exist" in out
+    assert out.endswith("Plan: 1 to create, 0 to update, 0 to restart, 0 to remove; "
+                        "0 unchanged.\n")
 
 
 def test_dry_run_exits_0_when_nothing_is_pending(
@@ -50,7 +52,7 @@ def test_dry_run_exits_0_when_nothing_is_pending(
     (tmp_path / "a.yaml").write_text(vm("a", state="absent"))
     code, out, _ = run(capsys, "--once", "--dry-run", "-m", str(tmp_path), "-c", "test:///default")
     assert code == 0
-    assert "1 VM: 1 unchanged" in out
+    assert out.endswith("; 1 unchanged.\n")
 
 
 def test_invalid_manifest_exit_2_and_valid_ones_still_converge(
@@ -72,7 +74,7 @@ def test_conflict_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
     (tmp_path / "t.yaml").write_text(vm("test"))  # the test driver's own, unmanaged domain
     code, out, _ = run(capsys, "--once", "-m", str(tmp_path), "-c", "test:///default")
     assert code == 1
-    assert "test  conflict  (t.yaml)" in out
+    assert "  ! test  conflict  (t.yaml)" in out
     assert "set spec.adopt: true to take it over" in out
 
 
@@ -88,8 +90,8 @@ def test_validate(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--once", "-m", "/nonexistent/manifests"], "manifest directory /nonexistent/manifests "
-                                                 "does not exist"),
+    (["--once", "-m", "/nonexistent/manifests"], ("manifest directory /nonexistent/manifests "
+                                                 "does not exist")),
     (["--once", "--workers", "0"], "must be at least 1"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
     (["--dry-run"], "--dry-run needs --once"),

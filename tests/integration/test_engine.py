@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 
@@ -241,7 +242,7 @@ def test_one_vm_is_never_reconciled_twice_at_once(
     assert all(o.result in (Result.CONVERGED, Result.UNCHANGED) for o in outcomes), outcomes
     # The log is two contiguous runs, one per thread.
     owners = [thread for thread, _, _ in log]
-    switches = sum(1 for x, y in zip(owners, owners[1:]) if x != y)
+    switches = sum(1 for x, y in itertools.pairwise(owners) if x != y)
     assert switches <= 1, log
 
 
