@@ -28,6 +28,7 @@ from .hypervisor import Hypervisor
 from .locks import VMLocks, default_lock_dir
 from .manifests import DEFAULT_DISK_ROOTS, LoadResult, load_directory, schema
 from .model import Outcome, Result
+from .progress import Progress
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CHANGES = 0, 1, 2, 3
 DEFAULT_MANIFESTS = "/etc/reconcile/manifests"
@@ -240,11 +241,18 @@ def cmd_once(args: argparse.Namespace) -> int:
                     for spec in sorted(load.specs.values(), key=lambda s: s.name)]
         notes.append(f"libvirt unreachable: {error}")
     else:
+        progress = None
+        if args.output == "text" and sys.stderr.isatty() and not args.verbose:
+            progress = Progress(len(load.specs))
         try:
             locks = VMLocks(args.lock_dir or default_lock_dir(), timeout=args.lock_timeout)
-            engine = Engine(hypervisor, locks, dry_run=args.dry_run, workers=args.workers)
-            report = engine.run_pass(load, prune=args.prune, max_prune=args.max_prune)
+            engine = Engine(hypervisor, locks, dry_run=args.dry_run, workers=args.workers,
+                            observer=progress.step if progress else None)
+            report = engine.run_pass(load, prune=args.prune, max_prune=args.max_prune,
+                                     progress=progress.finished if progress else None)
         finally:
+            if progress:
+                progress.close()
             hypervisor.close()
         outcomes, orphans = report.outcomes, report.orphans
         if report.prune_note:
