@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -414,3 +414,142 @@ class Hypervisor:
         except PermanentError as error:
             if not _is_not_running(error):
                 raise
+
+
+# --- events and connection watching (service) ---
+#
+# Used by the service only. libvirt delivers events and notices a dead connection only
+# through an event loop that was registered before the connection was opened and that a
+# thread keeps running. Callbacks run in that thread: they must only record what happened
+# (enqueue a name, set a flag), never call back into libvirt or wait.
+
+#: (domain name, event: "defined", "undefined", "started", "stopped", ...)
+DomainEventCallback = Callable[[str, str], None]
+#: (why the connection closed: "eof", "keepalive", "error", "client")
+ConnectionCallback = Callable[[str], None]
+
+_LIFECYCLE_EVENTS = ("defined", "undefined", "started", "suspended", "resumed", "stopped",
+                     "shutdown", "pmsuspended", "crashed")
+_CLOSE_REASONS = {0: "error", 1: "eof", 2: "keepalive", 3: "client"}
+_event_loop_lock = threading.Lock()
+_event_loop: threading.Thread | None = None
+
+
+def start_event_loop() -> None:
+    """Register libvirt's default event loop and run it in a daemon thread, once per process.
+
+    Must run before the connections that should deliver events are opened.
+    """
+    global _event_loop
+    with _event_loop_lock:
+        if _event_loop is not None:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+        _event_loop = threading.Thread(target=_run_event_loop, name="libvirt-events",
+                                       daemon=True)
+        _event_loop.start()
+
+
+def event_loop_alive() -> bool:
+    return _event_loop is not None and _event_loop.is_alive()
+
+
+def _run_event_loop() -> None:
+    while True:
+        try:
+            libvirt.virEventRunDefaultImpl()
+        except libvirt.libvirtError as exc:  # one bad iteration; the loop itself is fine
+            log.debug("libvirt event loop: %s", exc)
+            time.sleep(0.1)
+
+
+class WatchedHypervisor(Hypervisor):
+    """A Hypervisor whose every connection, the first and each reopened one, delivers
+    domain lifecycle events and reports its own loss (close callback, keepalive).
+
+    `on_open` runs after each successful (re)connection, under the connection lock: it
+    must only record that it happened.
+    """
+
+    def __init__(self, uri: str | None, *, on_event: DomainEventCallback,
+                 on_open: Callable[[], None], on_close: ConnectionCallback,
+                 keepalive: tuple[int, int] = (5, 3)):
+        super().__init__(uri)
+        self._on_event = on_event
+        self._on_open = on_open
+        self._on_close = on_close
+        self._keepalive = keepalive
+        self._callback_id: int | None = None
+
+    def _open_locked(self) -> None:
+        start_event_loop()
+        super()._open_locked()
+        conn = self._conn
+        try:
+            self._callback_id = conn.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None)
+            conn.registerCloseCallback(self._closed, None)
+        except libvirt.libvirtError as exc:
+            self._conn = None
+            self._forget_locked(conn)
+            error = classify(exc, f"cannot watch events on {self.uri}")
+            raise ConnectionLost(str(error), code=error.code, domain=error.domain) from exc
+        try:
+            conn.setKeepAlive(*self._keepalive)
+        except libvirt.libvirtError as exc:  # local drivers (test:///) have no keepalive
+            log.debug("no keepalive on %s: %s", self.uri, exc)
+        self._on_open()
+
+    def _forget_locked(self, conn: Any) -> None:
+        """Deregister our callbacks from `conn` and close it; errors of a dead one are moot."""
+        for undo in (lambda: conn.domainEventDeregisterAny(self._callback_id),
+                     conn.unregisterCloseCallback, conn.close):
+            try:
+                undo()
+            except (libvirt.libvirtError, KeyError, TypeError):
+                pass
+        self._callback_id = None
+
+    def alive(self) -> bool:
+        """Whether the current connection is open and its peer not known to be gone.
+        A local check: no round trip to the daemon."""
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            return bool(conn.isAlive())
+        except libvirt.libvirtError:
+            return False
+
+    def reconnect(self, failed: Any = None) -> None:
+        """Open a new connection, unless another thread already did: the current one is
+        alive and is not `failed`."""
+        with self._lock:
+            if self._conn is not None and self._conn is not failed and self.alive():
+                return
+            old, self._conn = self._conn, None
+            if old is not None:
+                self._forget_locked(old)
+            self._open_locked()
+
+    def close(self) -> None:
+        with self._lock:
+            old, self._conn = self._conn, None
+            if old is not None:
+                self._forget_locked(old)
+
+    def current(self) -> Any:
+        """The connection object in use now (to pass to `reconnect(failed=...)`)."""
+        return self._conn
+
+    def _lifecycle(self, conn: Any, dom: Any, event: int, _detail: int, _opaque: Any) -> None:
+        kind = _LIFECYCLE_EVENTS[event] if 0 <= event < len(_LIFECYCLE_EVENTS) else str(event)
+        try:
+            name = dom.name()
+        except libvirt.libvirtError:
+            return
+        self._on_event(name, kind)
+
+    def _closed(self, conn: Any, reason: int, _opaque: Any) -> None:
+        if conn is self._conn:  # not one we closed on purpose
+            self._on_close(_CLOSE_REASONS.get(reason, str(reason)))

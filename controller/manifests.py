@@ -164,8 +164,8 @@ def _documents(path: Path, relative: str, result: LoadResult) -> Iterator[tuple[
     try:
         for document in yaml.load_all(text, Loader=_StrictLoader):
             if document is not None:
+                parsed.append((index, document))  # first, so a too large one's name is kept
                 _check_size(document)
-                parsed.append((index, document))
             index += 1
     except yaml.YAMLError as exc:
         result.invalid.append(Invalid(relative, index, "", f"not valid YAML: {_yaml_reason(exc)}"))
@@ -258,7 +258,7 @@ def _json_path(parts: Iterable[object]) -> str:
 def _schema_reason(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         return error.message.replace("Additional properties are not allowed", "unknown field(s)")
-    if error.validator == "oneOf" and error.path and error.path[-1] in ("memory", "currentMemory"):
+    if list(error.absolute_path) in (["spec", "memory"], ["spec", "currentMemory"]):
         return f"{error.instance!r} is not a memory size (an integer of MiB, or e.g. '512MiB', '2GiB')"
     if error.validator == "oneOf" and "interfaces" in error.path:
         return "an interface needs exactly one of network: or bridge:"
@@ -395,7 +395,7 @@ def _disks(items: list[dict[str, Any]], roots: list[str]) -> tuple[Disk, ...]:
                 if target not in used:
                     break
             used.add(target)
-        elif sum(1 for other in items if other.get("target") == target) > 1:
+        elif any(other.get("target") == target for other in items[:position]):
             raise _FieldError(f"{path}.target", f"target {target} is used by two disks")
         disks.append(Disk(source=source, target=target, format=item.get("format", "qcow2"),
                           bus=bus, readonly=item.get("readonly", False)))

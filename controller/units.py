@@ -24,7 +24,7 @@ _SIZE = re.compile(r"^\s*([0-9]+)\s*([A-Za-z]*)\s*$")
 def parse_memory_kib(value: int | str) -> int:
     """Return a manifest memory size in KiB; raise ValueError if it is not one."""
     if isinstance(value, bool):
-        raise ValueError(f"not a memory size: {value!r}")
+        raise ValueError(f"not a memory size: {value!r}")  # noqa: TRY004 (callers catch ValueError)
     if isinstance(value, int):
         if value < 1:
             raise ValueError(f"memory size must be positive: {value}")
@@ -41,7 +41,7 @@ def parse_memory_kib(value: int | str) -> int:
         raise ValueError(f"unknown memory unit {unit!r} in {value!r}")
     if number < 1:
         raise ValueError(f"memory size must be positive: {value!r}")
-    return math.ceil(number * factor / 1024)
+    return -(-number * factor // 1024)  # integer ceiling: no float rounding on large sizes
 
 
 def round_up_mib(kib: int) -> int:
