@@ -10,6 +10,7 @@ from consoles to PCI addresses, is kept as libvirt wrote it.
 from __future__ import annotations
 
 import math
+import re
 import xml.etree.ElementTree as ET
 
 from .model import Disk, DomainConfig, Interface, VMSpec
@@ -95,6 +96,10 @@ def remove_managed_mark(xml: str) -> str:
 def _skeleton(spec: VMSpec) -> ET.Element:
     root = ET.Element("domain", type=spec.type)
     ET.SubElement(root, "name").text = spec.name
+    # empty, in libvirt's own order, for build_domain to fill: the output reads like dumpxml
+    for tag in ("uuid", "metadata", "memory", "currentMemory", "vcpu"):
+        if tag != "uuid" or spec.uuid:
+            ET.SubElement(root, tag)
     os_el = ET.SubElement(root, "os")
     ET.SubElement(os_el, "type").text = "hvm"
     ET.SubElement(os_el, "boot", dev="hd")
@@ -165,11 +170,46 @@ def _apply_disks(devices: ET.Element, disks: tuple[Disk, ...]) -> None:
     for target_dev, element in existing.items():
         if target_dev not in wanted:
             devices.remove(element)
+    _move_other_devices_off(devices, wanted)
     for disk in disks:
         found = existing.get(disk.target)
         if found is None:
             found = ET.SubElement(devices, "disk", type="file", device="disk")
         _edit_disk(found, disk)
+
+
+def _move_other_devices_off(devices: ET.Element, wanted: set[str]) -> None:
+    """A kept cdrom or floppy on a target the manifest gives a disk moves to a free one.
+
+    Default targets are chosen without seeing the domain (sda for the first SATA
+    disk), and libvirt refuses two devices on one target.
+    """
+    taken = {target.get("dev") for target in devices.findall("disk/target")} | wanted
+    for element in devices.findall("disk"):
+        target = element.find("target")
+        dev = target.get("dev") if target is not None else None
+        if element.get("device", "disk") == "disk" or target is None or dev not in wanted:
+            continue
+        match = re.match(r"xvd|[a-z]d", dev or "")
+        prefix = match.group(0) if match else "sd"
+        index = 0
+        while disk_target_name(prefix, index) in taken:
+            index += 1
+        target.set("dev", disk_target_name(prefix, index))
+        taken.add(disk_target_name(prefix, index))
+        address = element.find("address")
+        if address is not None:
+            element.remove(address)
+
+
+def disk_target_name(prefix: str, index: int) -> str:
+    """('vd', 0) → 'vda', 25 → 'vdz', 26 → 'vdaa', as libvirt names disk targets."""
+    letters = ""
+    index += 1
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(ord("a") + remainder) + letters
+    return prefix + letters
 
 
 def _edit_disk(element: ET.Element, disk: Disk) -> None:

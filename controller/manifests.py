@@ -23,6 +23,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .domainxml import disk_target_name
 from .model import DesiredState, Disk, Interface, UpdatePolicy, VMSpec
 from .units import parse_memory_kib
 
@@ -75,7 +76,7 @@ def schema() -> dict[str, Any]:
 def _validator() -> jsonschema.protocols.Validator:
     cls = jsonschema.validators.validator_for(schema())
     cls.check_schema(schema())
-    return cls(schema())  # type: ignore[no-any-return]
+    return cls(schema())
 
 
 def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_ROOTS) -> LoadResult:
@@ -212,8 +213,9 @@ def _check_size(document: Any) -> None:
 def _name_of(document: Any) -> str | None:
     if isinstance(document, dict):
         metadata = document.get("metadata")
-        if isinstance(metadata, dict) and isinstance(metadata.get("name"), str):
-            return metadata["name"]
+        name = metadata.get("name") if isinstance(metadata, dict) else None
+        if isinstance(name, str):
+            return name
     return None
 
 
@@ -238,10 +240,10 @@ def _error_path(error: jsonschema.ValidationError) -> str:
     """The path of the offending field: for a missing or unknown field, that field itself."""
     parts = list(error.absolute_path)
     if isinstance(error.instance, dict):
-        if error.validator == "required":
+        if error.validator == "required" and isinstance(error.validator_value, list):
             missing = [key for key in error.validator_value if key not in error.instance]
             parts += missing[:1]
-        elif error.validator == "additionalProperties":
+        elif error.validator == "additionalProperties" and isinstance(error.schema, dict):
             known = error.schema.get("properties", {})
             unknown = sorted((key for key in error.instance if key not in known), key=str)
             parts += [str(key) for key in unknown[:1]]
@@ -380,18 +382,23 @@ _BUS_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd"}
 def _disks(items: list[dict[str, Any]], roots: list[str]) -> tuple[Disk, ...]:
     used: set[str] = {item["target"] for item in items if "target" in item}
     next_index: dict[str, int] = {}
-    disks = []
+    disks: list[Disk] = []
     for position, item in enumerate(items):
         path = f"spec.disks[{position}]"
         source = _confined_source(item["source"], roots, f"{path}.source")
+        if any(disk.source == source for disk in disks):
+            raise _FieldError(f"{path}.source", f"{item['source']} is listed twice")
         bus = item.get("bus", "virtio")
+        if bus == "sata" and item.get("readonly"):
+            raise _FieldError(f"{path}.readonly", "QEMU has no read-only SATA disks; "
+                                                  "use bus: virtio or scsi")
         target = item.get("target")
         if target is None:
             prefix = _BUS_PREFIX[bus]
             while True:
                 index = next_index.get(prefix, 0)
                 next_index[prefix] = index + 1
-                target = prefix + _letters(index)
+                target = disk_target_name(prefix, index)
                 if target not in used:
                     break
             used.add(target)
@@ -400,16 +407,6 @@ def _disks(items: list[dict[str, Any]], roots: list[str]) -> tuple[Disk, ...]:
         disks.append(Disk(source=source, target=target, format=item.get("format", "qcow2"),
                           bus=bus, readonly=item.get("readonly", False)))
     return tuple(disks)
-
-
-def _letters(index: int) -> str:
-    """0 → 'a', 25 → 'z', 26 → 'aa', as libvirt names disk targets."""
-    letters = ""
-    index += 1
-    while index:
-        index, remainder = divmod(index - 1, 26)
-        letters = chr(ord("a") + remainder) + letters
-    return letters
 
 
 def _confined_source(source: str, roots: list[str], path: str) -> str:

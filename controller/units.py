@@ -52,6 +52,6 @@ def round_up_mib(kib: int) -> int:
 def format_kib(kib: int) -> str:
     """Render KiB in the largest binary unit that divides it: '1 GiB', '1536 MiB'."""
     for unit, factor in (("TiB", 1024**3), ("GiB", 1024**2), ("MiB", 1024)):
-        if kib % factor == 0:
+        if kib and kib % factor == 0:
             return f"{kib // factor} {unit}"
     return f"{kib} KiB"
