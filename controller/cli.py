@@ -53,6 +53,9 @@ def _add_manifest_options(parser: argparse.ArgumentParser) -> None:
                              f"(default: {', '.join(DEFAULT_DISK_ROOTS)})")
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text",
                         help="output format (default: text)")
+    parser.add_argument("--strict-permissions", action="store_true",
+                        help="refuse manifests that users other than root and this one may "
+                             "write (default: warn)")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log more to stderr (-v: each step, -vv: debug)")
 
@@ -190,9 +193,12 @@ def _setup_logging(verbosity: int, *, default: int = logging.WARNING) -> None:
 
 def _load(args: argparse.Namespace) -> LoadResult:
     roots = args.disk_roots or list(DEFAULT_DISK_ROOTS)
-    load = load_directory(args.manifests, disk_roots=roots)
+    load = load_directory(args.manifests, disk_roots=roots,
+                          strict_permissions=args.strict_permissions)
     if load.problem and not os.path.isdir(args.manifests):
         raise UsageError(load.problem)
+    for warning in load.warnings:
+        log.warning("%s", warning)
     return load
 
 

@@ -58,6 +58,7 @@ class LoadResult:
     invalid_names: set[str] = field(default_factory=set)
     problem: str | None = None  # the directory itself is missing, unreadable, or empty
     documents: int = 0
+    warnings: list[str] = field(default_factory=list)  # e.g. files others may write
 
     @property
     def prune_safe(self) -> bool:
@@ -79,8 +80,14 @@ def _validator() -> jsonschema.protocols.Validator:
     return cls(schema())
 
 
-def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_ROOTS) -> LoadResult:
-    """Load, validate and cross-check every manifest under `directory`."""
+def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_ROOTS,
+                   strict_permissions: bool = False) -> LoadResult:
+    """Load, validate and cross-check every manifest under `directory`.
+
+    A file or folder that a user other than root and this process's may write is
+    warned about, like sshd's StrictModes; with `strict_permissions` its
+    manifests are refused as invalid.
+    """
     result = LoadResult(directory=directory)
     root = Path(directory)
     if not root.exists():
@@ -95,8 +102,18 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
 
     candidates: list[tuple[str, int, dict[str, Any]]] = []
     walk_errors: list[OSError] = []
+    checked_folders: dict[Path, str | None] = {}
     for path in _manifest_files(root, walk_errors):
         relative = str(path.relative_to(root))
+        if path.parent not in checked_folders:
+            checked_folders[path.parent] = _unsafe_permissions(path.parent)
+        unsafe = checked_folders[path.parent] or _unsafe_permissions(path)
+        if unsafe:
+            if strict_permissions:
+                result.invalid.append(Invalid(relative, None, "",
+                                              f"refused: {unsafe} (--strict-permissions)"))
+                continue
+            result.warnings.append(f"{relative}: {unsafe}; --strict-permissions refuses it")
         for index, document in _documents(path, relative, result):
             result.documents += 1
             if _check_document(document, relative, index, result):
@@ -109,6 +126,22 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
 
     _cross_check(candidates, result, disk_roots)
     return result
+
+
+def _unsafe_permissions(path: Path) -> str | None:
+    """Why users other than root and this process's could rewrite `path`, if they could."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None  # reading it reports the problem
+    what = f"{'folder' if stat.S_ISDIR(info.st_mode) else 'file'} {path}"
+    if info.st_uid not in (0, os.geteuid()):
+        return f"{what} is owned by uid {info.st_uid}"
+    if info.st_mode & stat.S_IWOTH:
+        return f"{what} is writable by everyone"
+    if info.st_mode & stat.S_IWGRP:
+        return f"{what} is writable by its group"
+    return None
 
 
 def _manifest_files(root: Path, errors: list[OSError]) -> Iterator[Path]:

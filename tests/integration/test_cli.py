@@ -125,3 +125,27 @@ def test_schema_and_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.startswith("reconcile ")
+
+
+def test_manifests_others_may_write_are_warned_about_or_refused(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    manifest = tmp_path / "a.yaml"
+    manifest.write_text(vm("a"))
+    manifest.chmod(0o666)
+    code, out, err = run(capsys, "validate", "-m", str(tmp_path))
+    assert code == 0
+    assert f"file {manifest} is writable by everyone; --strict-permissions refuses it" in err
+
+    code, out, _ = run(capsys, "validate", "-m", str(tmp_path), "--strict-permissions",
+                       "-o", "json")
+    assert code == 2
+    assert json.loads(out)["invalid"] == [{
+        "file": "a.yaml", "document": None, "path": "",
+        "error": f"refused: file {manifest} is writable by everyone (--strict-permissions)"}]
+
+    manifest.chmod(0o644)
+    tmp_path.chmod(0o775)
+    code, _, err = run(capsys, "validate", "-m", str(tmp_path), "--strict-permissions")
+    assert code == 2
+    tmp_path.chmod(0o755)
+    assert run(capsys, "validate", "-m", str(tmp_path), "--strict-permissions")[0] == 0
