@@ -33,3 +33,40 @@ clean:
 # A dry run against a whole simulated host (libvirt's test driver): every kind of plan.
 demo: bootstrap-run
 	$(VENV)/bin/reconcile --once --dry-run --prune -m $(MANIFESTS) -c test:///$(CURDIR)/examples/demo-host.xml || test $$? -eq 3
+
+# --- install: the service under systemd ---------------------------------------------
+# `make install` (as root): a virtualenv in $(INSTALL_VENV) with reconcile in it,
+# $(BINDIR)/reconcile, the systemd unit, and /etc/reconcile/reconcile.env (an example,
+# copied once, never overwritten) with an empty manifests/ folder next to it. Then:
+#   edit /etc/reconcile/reconcile.env, put manifests in /etc/reconcile/manifests/,
+#   systemctl enable --now reconcile
+INSTALL_VENV ?= /opt/reconcile
+BINDIR ?= /usr/local/bin
+UNITDIR ?= /etc/systemd/system
+CONFDIR ?= /etc/reconcile
+
+.PHONY: install
+install: bootstrap-run
+	python3 -m venv $(INSTALL_VENV)
+	$(INSTALL_VENV)/bin/pip install -q --disable-pip-version-check .
+	install -d $(BINDIR) $(UNITDIR) $(CONFDIR)/manifests
+	ln -sf $(INSTALL_VENV)/bin/reconcile $(BINDIR)/reconcile
+	sed -e 's|/usr/local/bin/reconcile|$(BINDIR)/reconcile|' \
+	    -e 's|/etc/reconcile/|$(CONFDIR)/|g' packaging/reconcile.service \
+	    > $(UNITDIR)/reconcile.service
+	chmod 0644 $(UNITDIR)/reconcile.service
+	test -e $(CONFDIR)/reconcile.env || \
+	    sed -e 's|/etc/reconcile/|$(CONFDIR)/|g' packaging/reconcile.env > $(CONFDIR)/reconcile.env
+	if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "installed; next: edit $(CONFDIR)/reconcile.env, then: systemctl enable --now reconcile"
+
+# The performance benchmark (benchmarks/README.md): root, libvirtd and /dev/kvm like
+# `make test`; matplotlib (the plot) and py-spy (the profiles) are optional extras.
+.PHONY: bench
+BENCH_ARGS ?=
+bench: bootstrap-test
+	scripts/libvirtd-up.sh
+	@$(PY) -c "import matplotlib" 2>/dev/null && test -x $(VENV)/bin/py-spy || \
+		$(VENV)/bin/pip install -q --disable-pip-version-check matplotlib py-spy || \
+		echo "bench: matplotlib/py-spy did not install: no plot, no profiles" >&2
+	$(PY) benchmarks/bench.py $(BENCH_ARGS)

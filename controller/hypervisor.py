@@ -138,26 +138,39 @@ class Hypervisor:
             self.uri = self._conn.getURI()
 
     def reconnect(self, failed: Any = None) -> None:
-        """Open a new connection, unless another thread already replaced `failed`."""
+        """Open a new connection, unless another thread already did: the current one
+        is alive and is not `failed`."""
         with self._lock:
-            if failed is not None and self._conn is not failed:
+            if self._conn is not None and self._conn is not failed and self.alive():
                 return
             old, self._conn = self._conn, None
             if old is not None:
-                try:
-                    old.close()
-                except libvirt.libvirtError:
-                    pass
+                self._forget_locked(old)
             self._open_locked()
+
+    def alive(self) -> bool:
+        """Whether the current connection is open and its peer not known to be gone.
+        A local check: no round trip to the daemon."""
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            return bool(conn.isAlive())
+        except libvirt.libvirtError:
+            return False
+
+    def _forget_locked(self, conn: Any) -> None:
+        """Close a connection being replaced; errors of a dead one are moot."""
+        try:
+            conn.close()
+        except libvirt.libvirtError:
+            pass
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
-                try:
-                    self._conn.close()
-                except libvirt.libvirtError:
-                    pass
-                self._conn = None
+            old, self._conn = self._conn, None
+            if old is not None:
+                self._forget_locked(old)
 
     @property
     def conn(self) -> Any:
@@ -304,9 +317,29 @@ class Hypervisor:
                 caps = self.conn.getDomainCapabilities(None, arch, machine, virt_type, 0)
                 canonical = ET.fromstring(caps).findtext("machine") or machine
             except (libvirt.libvirtError, ET.ParseError):
-                pass  # a driver without domain capabilities (test:///) keeps names as they are
+                # Refused on a read-only connection (--dry-run); absent from test:///.
+                canonical = self._canonical_from_capabilities(virt_type, arch, machine)
             self._machines[key] = canonical
         return self._machines[key]
+
+    def _canonical_from_capabilities(self, virt_type: str, arch: str | None,
+                                     machine: str) -> str:
+        """The same answer from the host capabilities, which read-only connections may read."""
+        try:
+            self.calls += 1
+            root = ET.fromstring(self.conn.getCapabilities())
+        except (libvirt.libvirtError, ET.ParseError):
+            return machine
+        arch = arch or root.findtext("host/cpu/arch")
+        for arch_el in root.iterfind("guest/arch"):
+            if arch_el.get("name") != arch:
+                continue
+            typed = [m for d in arch_el.iterfind("domain") if d.get("type") == virt_type
+                     for m in d.iterfind("machine")]
+            for candidate in typed + arch_el.findall("machine"):
+                if (candidate.text or "").strip() == machine:
+                    return candidate.get("canonical") or machine
+        return machine
 
     # --- steps: each one tolerates being already done ---------------------------
 
@@ -509,34 +542,6 @@ class WatchedHypervisor(Hypervisor):
             except (libvirt.libvirtError, KeyError, TypeError):
                 pass
         self._callback_id = None
-
-    def alive(self) -> bool:
-        """Whether the current connection is open and its peer not known to be gone.
-        A local check: no round trip to the daemon."""
-        conn = self._conn
-        if conn is None:
-            return False
-        try:
-            return bool(conn.isAlive())
-        except libvirt.libvirtError:
-            return False
-
-    def reconnect(self, failed: Any = None) -> None:
-        """Open a new connection, unless another thread already did: the current one is
-        alive and is not `failed`."""
-        with self._lock:
-            if self._conn is not None and self._conn is not failed and self.alive():
-                return
-            old, self._conn = self._conn, None
-            if old is not None:
-                self._forget_locked(old)
-            self._open_locked()
-
-    def close(self) -> None:
-        with self._lock:
-            old, self._conn = self._conn, None
-            if old is not None:
-                self._forget_locked(old)
 
     def current(self) -> Any:
         """The connection object in use now (to pass to `reconnect(failed=...)`)."""
