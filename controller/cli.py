@@ -264,7 +264,9 @@ def cmd_once(args: argparse.Namespace) -> int:
         if report.prune_note:
             notes.append(report.prune_note)
     if args.output == "json":
-        _print(render.to_json(outcomes, load.invalid, orphans, notes))
+        for note in notes:  # the JSON object holds the contract's keys only
+            log.warning("%s", note)
+        _print(render.to_json(outcomes, load.invalid, orphans))
     else:
         _print(render.to_text(outcomes, load.invalid, orphans, notes, pruning=args.prune,
                               dry_run=args.dry_run, style=_style()))

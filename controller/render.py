@@ -17,15 +17,13 @@ from .model import Action, Outcome, Result
 from .units import format_kib
 
 
-def to_json(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Sequence[str],
-            notes: Sequence[str] = ()) -> str:
+def to_json(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Sequence[str]) -> str:
+    """Exactly the contract's object: {"vms": [...], "invalid": [...], "orphans": [...]}."""
     document: dict[str, object] = {
         "vms": [outcome.to_json() for outcome in outcomes],
         "invalid": [entry.to_json() for entry in invalid],
         "orphans": list(orphans),
     }
-    if notes:
-        document["notes"] = list(notes)
     return json.dumps(document, ensure_ascii=False, indent=None)
 
 
