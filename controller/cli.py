@@ -29,6 +29,7 @@ from .locks import VMLocks, default_lock_dir
 from .manifests import DEFAULT_DISK_ROOTS, LoadResult, load_directory, schema
 from .model import Outcome, Result
 from .progress import Progress
+from .steplog import StepLog, chain
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CHANGES = 0, 1, 2, 3
 DEFAULT_MANIFESTS = "/etc/reconcile/manifests"
@@ -93,6 +94,9 @@ def _main_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lock-dir", metavar="DIR", default=None,
                         help="where the per-VM lock files live (default: $RECONCILE_LOCK_DIR, "
                              "else /run/reconcile/locks as root)")
+    parser.add_argument("--step-log", metavar="FILE", default=None,
+                        help="append one JSON line per libvirt step (start and done) to FILE; "
+                             "several processes may share it")
     parser.add_argument("--resync", metavar="SECONDS", type=_positive_float, default=60.0,
                         help="service: full resync interval (default: 60)")
     parser.add_argument("--metrics-address", metavar="HOST:PORT", default=None,
@@ -252,8 +256,9 @@ def cmd_once(args: argparse.Namespace) -> int:
             progress = Progress(len(load.specs))
         try:
             locks = VMLocks(args.lock_dir or default_lock_dir(), timeout=args.lock_timeout)
+            step_log = StepLog(args.step_log) if args.step_log and not args.dry_run else None
             engine = Engine(hypervisor, locks, dry_run=args.dry_run, workers=args.workers,
-                            observer=progress.step if progress else None)
+                            observer=chain(step_log, progress.step if progress else None))
             report = engine.run_pass(load, prune=args.prune, max_prune=args.max_prune,
                                      progress=progress.finished if progress else None)
         finally:

@@ -37,6 +37,7 @@ from .manifests import DEFAULT_DISK_ROOTS, LoadResult, load_directory
 from .metrics import Metrics, Recorder
 from .model import Outcome, Result, Step
 from .notify import Notifier
+from .steplog import StepLog, chain
 from .watch import ManifestSet, ManifestWatcher
 from .workqueue import Backoff, WorkQueue
 
@@ -79,8 +80,9 @@ class Service:
         self.locks = VMLocks(args.lock_dir or default_lock_dir(), timeout=args.lock_timeout)
         self.hypervisor = WatchedHypervisor(args.connect, on_event=self._on_event,
                                             on_open=self._on_open, on_close=self._on_close)
+        step_log = StepLog(args.step_log) if getattr(args, "step_log", None) else None
         self.engine = Engine(self.hypervisor, self.locks, workers=args.workers,
-                             observer=self._on_step)
+                             observer=chain(step_log, self._on_step))
         self.notifier = notifier or Notifier()
         self.metrics: Recorder = Recorder()
         self.watcher = ManifestWatcher(args.manifests, self._on_manifest_change)

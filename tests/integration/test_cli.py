@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,19 @@ def test_manifests_others_may_write_are_warned_about_or_refused(
     assert code == 2
     tmp_path.chmod(0o755)
     assert run(capsys, "validate", "-m", str(tmp_path), "--strict-permissions")[0] == 0
+
+
+def test_step_log_records_every_step_of_every_run(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    manifests = tmp_path / "m"
+    manifests.mkdir()
+    (manifests / "a.yaml").write_text(vm("a"))
+    log = tmp_path / "steps.jsonl"
+    code, _, _ = run(capsys, "--once", "-m", str(manifests), "-c", "test:///default",
+                     "--step-log", str(log))
+    assert code == 0
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(e["vm"], e["action"], e["phase"]) for e in lines] == [
+        ("a", "define", "start"), ("a", "define", "done"),
+        ("a", "start", "start"), ("a", "start", "done")]
+    assert {e["pid"] for e in lines} == {os.getpid()}
