@@ -7,19 +7,19 @@ import json
 import os
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import libvirt
 import pytest
 import yaml
 
 from controller.domainxml import MANAGED_NS
+from tests.waiting import wait_until
 
 URI = "qemu:///system"
 HERE = Path(__file__).resolve().parent
@@ -28,22 +28,10 @@ RECONCILE = Path(sys.executable).parent / "reconcile"
 IMAGES = Path("/var/lib/libvirt/images")
 MIB = 1024  # KiB
 
-T = TypeVar("T")
 
 
 # --- waiting -------------------------------------------------------------------------
 
-def wait_until(predicate: Callable[[], T], timeout: float = 30.0, *, interval: float = 0.05,
-               what: str = "the condition") -> T:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 # --- domains of one test -------------------------------------------------------------

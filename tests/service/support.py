@@ -25,13 +25,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import libvirt
 
+from tests.waiting import wait_until
+
 RECONCILE = Path(sys.executable).parent / "reconcile"
 VIRT_TYPE = "kvm" if Path("/dev/kvm").exists() else "qemu"
-T = TypeVar("T")
 
 _START = r"""#!/bin/sh
 # Runs inside `unshare --mount`: make the libvirt folders private, then become libvirtd.
@@ -53,17 +53,6 @@ exec libvirtd -f "$base/libvirtd.conf" -p /run/libvirtd.pid
 """
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 30.0, *, interval: float = 0.05,
-               what: str = "the condition") -> T:
-    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
 
 
 # --- the private libvirtd --------------------------------------------------------------
