@@ -169,6 +169,8 @@ def command(args: tuple[str, ...], *, manifests: Path, lock_dir: Path) -> list[s
     argv = [str(RECONCILE), *args]
     if args[:1] in (("validate",), ("schema",)):
         return argv
+    if args[:1] == ("export",):
+        return argv if {"-c", "--connect"} & set(args) else [*argv, "-c", URI]
     if not {"-m", "--manifests"} & set(args):
         argv += ["-m", str(manifests)]
     if not {"-c", "--connect"} & set(args):
