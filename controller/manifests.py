@@ -16,7 +16,6 @@ import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,7 +79,7 @@ class LoadResult:
 
 @cache
 def schema() -> dict[str, Any]:
-    text = resources.files("controller").joinpath("schemas/virtualmachine.schema.json")
+    text = Path(__file__).with_name("schemas") / "virtualmachine.schema.json"
     loaded: dict[str, Any] = json.loads(text.read_text(encoding="utf-8"))
     return loaded
 
@@ -197,13 +196,19 @@ def _manifest_files(root: Path, errors: list[OSError]) -> Iterator[Path]:
                 yield Path(dirpath, name)
 
 
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
 class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """Safe YAML loader (the C one when available) that refuses duplicate keys."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
+            if key_node.tag == _STR_TAG:  # the usual case: a string is its text
+                key: Any = key_node.value
+            else:
+                key = self.construct_object(key_node, deep=deep)
             try:
                 duplicate = key in seen
             except TypeError:
