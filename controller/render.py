@@ -180,6 +180,9 @@ def _row(outcome: Outcome, *, desired: str, memory: str, vcpus: str) -> dict[str
         reason = outcome.error or ""
     elif outcome.result is Result.RESTART_PENDING:
         reason = outcome.note or "restart pending"
+    elif outcome.changes:
+        reason = ", ".join(f"{change}{' (restart)' if change.needs_restart else ''}"
+                           for change in outcome.changes)
     else:
         reason = "; ".join(step.reason for step in outcome.steps)
     return {
@@ -201,6 +204,7 @@ def status_text(rows: Sequence[dict[str, Any]]) -> str:
     ) for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
     return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths)) + "  " + line[-1]
+        ("  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths))
+         + "  " + line[-1]).rstrip()
         for line in table
-    ).rstrip() if rows else "no VMs in the manifests and no managed domains"
+    ) if rows else "no VMs in the manifests and no managed domains"

@@ -175,7 +175,7 @@ def command(args: tuple[str, ...], *, manifests: Path, lock_dir: Path) -> list[s
         argv += ["-m", str(manifests)]
     if not {"-c", "--connect"} & set(args):
         argv += ["-c", URI]
-    if "--lock-dir" not in args:
+    if "--lock-dir" not in args and args[:1] != ("status",):  # status takes no locks
         argv += ["--lock-dir", str(lock_dir)]
     return argv
 

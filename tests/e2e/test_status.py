@@ -1,0 +1,82 @@
+"""`reconcile status` and the plan rendering, through the installed command."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import subprocess
+
+import libvirt
+
+from .support import RECONCILE, URI, Manifests, clean_env, define_unmanaged
+
+
+def test_status_shows_desired_actual_and_why(
+        conn: libvirt.virConnect, prefix: str, virt_type: str, manifests: Manifests,
+        vm, run, once) -> None:  # type: ignore[no-untyped-def]
+    manifests.write("a.yaml", vm("a"), vm("b", state="stopped"), vm("gone"))
+    once(check_exit=0)
+    manifests.write("a.yaml", vm("a", memory="96MiB"), vm("b", state="stopped"))
+    define_unmanaged(conn, prefix + "pet", virt_type)
+    manifests.write("pet.yaml", vm("pet"))
+
+    text = run("status", check_exit=1)  # 1: the unmanaged pet is a conflict
+    header, *rows = [re.split(r"\s{2,}", line) for line in text.stdout.splitlines()]
+    assert header == ["NAME", "DESIRED", "ACTUAL", "MEMORY", "VCPUS", "OWNER", "SYNC", "REASON"]
+    cells = {row[0]: row for row in rows}
+    assert cells[prefix + "a"] == [
+        prefix + "a", "running", "running", "96 MiB/64 MiB", "1/1", "managed", "no",
+        "memory 64 MiB → 96 MiB (restart), currentMemory 64 MiB → 96 MiB"]
+    assert cells[prefix + "b"] == [
+        prefix + "b", "stopped", "stopped", "64 MiB/64 MiB", "1/1", "managed", "yes"]
+    assert cells[prefix + "gone"][5:7] == ["orphan", "no"]
+    assert cells[prefix + "pet"][5:7] == ["unmanaged", "conflict"]
+
+    report = json.loads(run("status", "-o", "json", check_exit=1).stdout)
+    rows = {row["name"]: row for row in report["vms"]}
+    assert rows[prefix + "a"]["memory"] == {"desired": "96 MiB", "actual": "64 MiB"}
+    assert rows[prefix + "b"]["in_sync"] == "yes"
+    # status changed nothing
+    assert conn.lookupByName(prefix + "a").maxMemory() == 64 * 1024
+
+
+def _on_a_terminal(argv: list[str], env: dict[str, str]) -> str:
+    """Run argv with stdout on a pseudo-terminal; return what it printed there."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(argv, stdout=follower, stderr=subprocess.DEVNULL, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    proc.wait(timeout=60)
+    return b"".join(chunks).decode()
+
+
+def test_plan_is_coloured_on_a_terminal_only_and_never_with_no_color(
+        prefix: str, manifests: Manifests, vm, lock_dir) -> None:  # type: ignore[no-untyped-def]
+    manifests.write("a.yaml", vm("a"))
+    argv = [str(RECONCILE), "--once", "--dry-run", "-m", str(manifests.path), "-c", URI,
+            "--lock-dir", str(lock_dir)]
+    env = clean_env()
+    env.pop("NO_COLOR", None)
+    env["TERM"] = "xterm"
+    coloured = _on_a_terminal(argv, env)
+    assert "\x1b[32m  +\x1b[0m " + prefix + "a  planned" in coloured
+
+    plain = _on_a_terminal(argv, {**env, "NO_COLOR": "1"})
+    assert "\x1b[" not in plain and f"  + {prefix}a  planned" in plain
+
+    piped = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    assert piped.returncode == 3
+    assert "\x1b[" not in piped.stdout
+    assert piped.stdout.splitlines()[-1] == (
+        "Plan: 1 to create, 0 to update, 0 to restart, 0 to remove; 0 unchanged.")
