@@ -4,15 +4,15 @@
 # that, libvirt re-probes QEMU on every define and each define takes ~40 s.
 set -euo pipefail
 
+if [ "$(id -u)" -eq 0 ] && [ -e /dev/kvm ]; then
+    chmod 0666 /dev/kvm
+fi
 if virsh -c qemu:///system version >/dev/null 2>&1; then
     exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
     echo "libvirtd-up: libvirtd is not running and only root can start it" >&2
     exit 1
-fi
-if [ -e /dev/kvm ]; then
-    chmod 0666 /dev/kvm
 fi
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     systemctl start libvirtd.service || systemctl start virtqemud.socket
