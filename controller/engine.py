@@ -103,6 +103,10 @@ class Engine:
                         if outcome.result is Result.UNCHANGED:
                             outcome.result = Result.CONVERGED
                     return outcome
+                clash = self._disk_in_use(spec, observed, the_plan)
+                if clash:
+                    return Outcome(spec.name, spec.source, Result.CONFLICT, steps=done,
+                                   error=clash, changes=the_plan.changes, observed=observed)
                 try:
                     done += execute(self.hypervisor, spec.name, the_plan.steps,
                                     retry=self.retry, observer=self.observer)
@@ -125,6 +129,25 @@ class Engine:
             except HypervisorError as error:  # reading the domain failed: unknown, not absent
                 return Outcome(spec.name, spec.source, Result.FAILED, steps=done, error=str(error))
         return Outcome(spec.name, spec.source, Result.FAILED, steps=done, error=str(last_error))
+
+    def _disk_in_use(self, spec: VMSpec, observed: Observed, the_plan: Plan) -> str | None:
+        """Why a define would give this VM an image another domain uses, if it would.
+
+        The loader already refuses one image in two manifests; this catches an image
+        held by a domain without a manifest (an orphan, an unmanaged domain). Checked
+        only when a define brings disks the domain does not have yet.
+        """
+        if not any(step.action is Action.DEFINE for step in the_plan.steps):
+            return None
+        have = {disk.source for disk in observed.saved.disks} if observed.saved else set()
+        new = {disk.source for disk in spec.disks} - have
+        if not new:
+            return None
+        users = self.hypervisor.disk_users(new, exclude=spec.name)
+        if not users:
+            return None
+        path, other = min(users.items())
+        return f"disk {path} is already used by domain '{other}'"
 
     def _outcome_without_execution(self, spec: VMSpec, the_plan: Plan,
                                    observed: Observed) -> Outcome | None:

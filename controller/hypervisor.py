@@ -9,6 +9,7 @@ lost, or permanent. Each step method tolerates being already done.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -296,6 +297,27 @@ class Hypervisor:
             if domainxml.parse_domain(xml).managed:
                 managed.add(name)
         return managed
+
+    def disk_users(self, paths: set[str], *, exclude: str) -> dict[str, str]:
+        """Which of `paths` (resolved) a domain other than `exclude` has as a disk."""
+        users: dict[str, str] = {}
+        with self._translate("cannot list domains"):
+            self.calls += 1
+            domains = self.conn.listAllDomains(0)
+        for dom in domains:
+            name = dom.name()
+            if name == exclude:
+                continue
+            try:
+                with self._translate(f"cannot read domain '{name}'"):
+                    self.calls += 1
+                    config = domainxml.parse_domain(dom.XMLDesc(0))
+            except DomainNotFound:
+                continue
+            for disk in config.disks:
+                if disk.source and os.path.realpath(disk.source) in paths:
+                    users.setdefault(os.path.realpath(disk.source), name)
+        return users
 
     def domain_names(self, *, unmanaged_only: bool = False) -> list[str]:
         """Every domain's name, or those without reconcile's ownership marker."""

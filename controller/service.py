@@ -76,7 +76,9 @@ class Service:
         self.uri_text = args.connect or "the default libvirt URI"
         self.queue = WorkQueue(backoff=Backoff(base=1.0, cap=300.0))
         self.manifests = ManifestSet(args.manifests,
-                                     disk_roots=args.disk_roots or list(DEFAULT_DISK_ROOTS))
+                                     disk_roots=args.disk_roots or list(DEFAULT_DISK_ROOTS),
+                                     strict_permissions=getattr(args, "strict_permissions",
+                                                                False))
         self.locks = VMLocks(args.lock_dir or default_lock_dir(), timeout=args.lock_timeout)
         self.hypervisor = WatchedHypervisor(args.connect, on_event=self._on_event,
                                             on_open=self._on_open, on_close=self._on_close)
@@ -395,7 +397,8 @@ class Service:
         if settle > 0:
             self.queue.add_after(name, settle)
             return
-        fresh = load_directory(self.manifests.directory, disk_roots=self.manifests.disk_roots)
+        fresh = load_directory(self.manifests.directory, disk_roots=self.manifests.disk_roots,
+                               strict_permissions=self.manifests.strict_permissions)
         if name in fresh.specs or name in fresh.invalid_names or not fresh.prune_safe:
             return  # the directory changed again: the watcher queues it with the new state
         try:

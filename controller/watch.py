@@ -274,9 +274,11 @@ class Reload(NamedTuple):
 class ManifestSet:
     """The service's current view of the manifest directory; reloaded as a whole."""
 
-    def __init__(self, directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_ROOTS):
+    def __init__(self, directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_ROOTS,
+                 strict_permissions: bool = False):
         self.directory = directory
         self.disk_roots = list(disk_roots)
+        self.strict_permissions = strict_permissions
         self._load = LoadResult(directory=directory, problem="not loaded yet")
         self._lock = threading.Lock()
         self._loaded = False
@@ -291,7 +293,8 @@ class ManifestSet:
         load it replaced."""
         with self._lock:
             before = self._load
-            after = load_directory(self.directory, disk_roots=self.disk_roots)
+            after = load_directory(self.directory, disk_roots=self.disk_roots,
+                                   strict_permissions=self.strict_permissions)
             self._load = after
             first, self._loaded = not self._loaded, True
             if before.specs != after.specs:
@@ -303,6 +306,9 @@ class ManifestSet:
 def _log_differences(before: LoadResult, after: LoadResult, *, first: bool) -> None:
     if after.problem and (first or after.problem != before.problem):
         log.warning("%s; nothing will be pruned while it is so", after.problem)
+    for warning in after.warnings:
+        if first or warning not in before.warnings:
+            log.warning("%s", warning)
     for entry in after.invalid:
         if first or entry not in before.invalid:
             log.error("invalid manifest %s; its VMs are left as they are", entry)

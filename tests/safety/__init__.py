@@ -1,0 +1,1 @@
+"""Bad input, faults, concurrency and confinement: the safety suite (issue 4)."""
