@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 #: How often one VM is observed and planned again after its domain changed under us.
 _REPLANS = 3
 _RECONNECTS = 3
+#: After a failed reconnect, how long other VMs fail at once instead of trying again.
+_GIVE_UP_FOR = 5.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class Engine:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     observer: StepObserver | None = None
     reconnect_wait: float = 0.5
+    _gave_up_at: float = field(default=-1e9, init=False, repr=False)
 
     # --- one VM ----------------------------------------------------------------
 
@@ -172,6 +175,10 @@ class Engine:
         return None
 
     def _reconnect(self, name: str, error: ConnectionLost) -> bool:
+        """Reconnect with backoff. Once one VM has given up, the others give up at once
+        for a while: a dead daemon must not cost every VM its own backoff."""
+        if time.monotonic() - self._gave_up_at < _GIVE_UP_FOR:
+            return False
         log.warning("%s: lost the libvirt connection (%s); reconnecting", name, error)
         for attempt in range(_RECONNECTS):
             time.sleep(self.reconnect_wait * (2 ** attempt))
@@ -180,6 +187,7 @@ class Engine:
                 return True
             except ConnectionLost as again:
                 log.warning("reconnect failed: %s", again)
+        self._gave_up_at = time.monotonic()
         return False
 
     # --- orphans -----------------------------------------------------------------

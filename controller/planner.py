@@ -119,7 +119,8 @@ def _plan_update(
     active = observed.power.active
     steps: list[Step] = []
 
-    if (active and spec.state is DesiredState.RUNNING
+    restarting = bool(restart_changes) and spec.update_policy is UpdatePolicy.RESTART
+    if (active and spec.state is DesiredState.RUNNING and not restarting
             and spec.current_memory_kib != saved.current_memory_kib
             and observed.live is not None
             and spec.current_memory_kib <= observed.live.memory_kib):

@@ -201,10 +201,15 @@ CASES = [
          [("define", MEM_CHANGE), ("start", "state is running, the domain is stopped")]),
     Case("memory-shrinks-with-balloon", spec(memory_kib=131072, current_memory_kib=32768),
          on(xml(memory="262144", current="65536")),
-         [("set-memory", "currentMemory 64 MiB → 32 MiB (live)"),
-          ("destroy", "memory 256 MiB → 128 MiB needs a restart"),
+         [("destroy", "memory 256 MiB → 128 MiB needs a restart"),
           ("define", "memory 256 MiB → 128 MiB, currentMemory 64 MiB → 32 MiB"),
           ("start", "start again after the restart")]),
+    Case("memory-shrinks-with-balloon-next-boot",
+         spec(memory_kib=131072, current_memory_kib=32768, update_policy=NEXT_BOOT),
+         on(xml(memory="262144", current="65536")),
+         [("set-memory", "currentMemory 64 MiB → 32 MiB (live)"),
+          ("define", "memory 256 MiB → 128 MiB, currentMemory 64 MiB → 32 MiB")],
+         restart_pending="memory 256 MiB → 128 MiB takes effect at the next boot"),
     Case("memory-in-kb-converged", spec(memory_kib=parse_memory_kib("100000KB")),
          on(xml(memory=KB_SAVED), xml(memory=KB_LIVE)), []),
     Case("memory-in-kb-next-boot-converged",
@@ -234,8 +239,7 @@ CASES = [
          on(xml(memory="131072", current="65536"), xml(memory="131072", current="131072")), []),
     Case("current-memory-with-vcpus", spec(memory_kib=131072, current_memory_kib=65536, vcpus=2),
          on(xml(memory="131072")),
-         [("set-memory", "currentMemory 128 MiB → 64 MiB (live)"),
-          ("destroy", "vcpus 1 → 2 needs a restart"),
+         [("destroy", "vcpus 1 → 2 needs a restart"),
           ("define", "currentMemory 128 MiB → 64 MiB, vcpus 1 → 2"),
           ("start", "start again after the restart")]),
     # --- vcpus, type, machine ----------------------------------------------------------------
@@ -360,12 +364,16 @@ def _step(result: Plan, action: Action) -> str:
 
 
 def test_steps_carry_what_they_need() -> None:
+    balloon = plan(spec(memory_kib=131072, current_memory_kib=65536),
+                   on(xml(memory="131072", current="131072")))
+    assert [(s.action, s.memory_kib) for s in balloon.steps] == [
+        (Action.SET_MEMORY, 65536), (Action.DEFINE, None)]
     result = plan(spec(memory_kib=131072, current_memory_kib=65536, stop_timeout=45,
                        autostart=True), on(xml(memory="131072", current="131072", vcpus=2)))
+    # a restart is coming: no live balloon first, the new definition carries it
     assert [s.action for s in result.steps] == [
-        Action.SET_MEMORY, Action.SHUTDOWN, Action.DEFINE, Action.AUTOSTART, Action.START]
-    set_memory, shutdown, define, autostart, _start = result.steps
-    assert set_memory.memory_kib == 65536
+        Action.SHUTDOWN, Action.DEFINE, Action.AUTOSTART, Action.START]
+    shutdown, define, autostart, _start = result.steps
     assert shutdown.timeout == 45
     assert autostart.autostart is True
     defined = parse_domain(define.xml or "")
