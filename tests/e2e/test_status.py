@@ -81,3 +81,32 @@ def test_plan_is_coloured_on_a_terminal_only_and_never_with_no_color(
     # other tests' managed domains may add "; N orphans" to the line
     assert piped.stdout.splitlines()[-1].startswith(
         "Plan: 1 to create, 0 to update, 0 to restart, 0 to remove; 0 unchanged")
+
+
+def test_progress_on_a_terminal_only(
+        prefix: str, manifests: Manifests, vm, lock_dir) -> None:  # type: ignore[no-untyped-def]
+    manifests.write("a.yaml", vm("a"), vm("b", state="stopped"))
+    argv = [str(RECONCILE), "--once", "-m", str(manifests.path), "-c", URI,
+            "--lock-dir", str(lock_dir)]
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=follower, env=clean_env())
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    progress = seen.decode()
+    assert "[2/2]" in progress and "\r\x1b[K" in progress
+    assert f"{prefix}a: start" in progress  # the step a worker is running
+    assert "\x1b[" not in out.decode() and "[2/2]" not in out.decode()
+
+    piped = subprocess.run(argv, capture_output=True, text=True, env=clean_env(), check=False)
+    assert piped.returncode == 0 and piped.stderr == ""
