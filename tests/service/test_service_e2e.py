@@ -91,6 +91,35 @@ def test_prune_is_refused_without_the_folder_and_beyond_max_prune(
     assert service.stop() == 0
 
 
+def test_prune_is_refused_while_the_folder_is_emptied_or_replaced_by_a_file(
+        host: Host, manifests: Path, prefix: str, start_service: ServiceFactory) -> None:
+    names = [f"{prefix}{letter}" for letter in "ab"]
+    for name in names:
+        (manifests / f"{name}.yaml").write_text(vm_manifest(name, state="stopped"))
+    service = start_service("--prune", "--resync", "3600")
+    service.wait_ready()
+    defined = {name: wait_until(lambda n=name: _domain(host, n), what=f"{name} defined")
+               for name in names}
+
+    # Emptied (a checkout gone wrong): every VM is an orphan, and none is pruned.
+    for name in names:
+        (manifests / f"{name}.yaml").unlink()
+    for name in names:
+        service.wait_log(rf"{name}: orphan not pruned: manifest directory .* holds no manifests")
+    assert {name: _domain(host, name) for name in names} == defined
+
+    # Replaced by a file.
+    manifests.rmdir()
+    manifests.write_text("not a folder\n")
+    service.wait_log(r"manifest path .* is not a directory; nothing will be pruned while it is so")
+    service.signal(signal.SIGHUP)  # a full resync looks at every orphan again
+    for name in names:
+        service.wait_log(rf"{name}: orphan not pruned: manifest path .* is not a directory")
+    assert {name: _domain(host, name) for name in names} == defined
+    assert service.proc.poll() is None  # still running
+    assert service.stop() == 0
+
+
 def test_destroy_and_undefine_are_undone_by_events(host: Host, manifests: Path, prefix: str,
                                                    start_service: ServiceFactory) -> None:
     vm = f"{prefix}vm"
