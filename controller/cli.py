@@ -199,7 +199,9 @@ def _load(args: argparse.Namespace) -> LoadResult:
     roots = args.disk_roots or list(DEFAULT_DISK_ROOTS)
     load = load_directory(args.manifests, disk_roots=roots,
                           strict_permissions=args.strict_permissions)
-    if load.problem and not os.path.isdir(args.manifests):
+    unusable = not os.path.isdir(args.manifests) or not os.access(args.manifests,
+                                                                  os.R_OK | os.X_OK)
+    if load.problem and unusable:  # missing, not a folder, unreadable: never "no VMs"
         raise UsageError(load.problem)
     for warning in load.warnings:
         log.warning("%s", warning)

@@ -240,7 +240,8 @@ def test_an_unreadable_manifest_directory(tmp_path: Path) -> None:
         completed = run("validate", "-m", str(directory), "-o", "json", unprivileged=True)
     finally:
         directory.chmod(0o755)
-    assert completed.returncode == 0  # reported as a note; nothing is invalid
-    assert json.loads(completed.stdout) == {
-        "valid": [], "invalid": [],
-        "notes": [f"manifest directory {directory} is not readable"]}
+    # like a missing directory: a usage error, one line, nothing on stdout
+    assert completed.returncode == 2
+    assert completed.stdout == ""
+    assert completed.stderr == (
+        f"reconcile: error: manifest directory {directory} is not readable\n")
