@@ -83,16 +83,6 @@ def build_domain(spec: VMSpec, base_xml: str | None = None) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def remove_managed_mark(xml: str) -> str:
-    """The same definition without reconcile's ownership marker."""
-    root = ET.fromstring(xml)
-    metadata = root.find("metadata")
-    if metadata is not None:
-        for marker in metadata.findall(_MANAGED_TAG):
-            metadata.remove(marker)
-    return ET.tostring(root, encoding="unicode")
-
-
 def _skeleton(spec: VMSpec) -> ET.Element:
     root = ET.Element("domain", type=spec.type)
     ET.SubElement(root, "name").text = spec.name

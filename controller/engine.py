@@ -28,7 +28,7 @@ from .hypervisor import Hypervisor, Snapshot
 from .locks import VMLocks
 from .manifests import LoadResult
 from .model import Action, Observed, Outcome, Plan, Result, Step, VMSpec
-from .planner import plan
+from .planner import plan, removal_steps
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,8 @@ class Engine:
             return Outcome(name, None, Result.FAILED, error=str(error))
         if not observed.exists or not observed.managed:
             return Outcome(name, None, Result.UNCHANGED, note="no longer a managed domain")
-        steps = _removal_steps(observed)
+        steps = list(removal_steps(observed, "orphan: no manifest names this managed domain",
+                                   stop_timeout=0))
         if self.dry_run:
             return Outcome(name, None, Result.PLANNED, steps=steps, observed=observed)
         try:
@@ -274,12 +275,3 @@ class Engine:
         # Probe the locks first: a VM whose lock is held now may change under the listing.
         busy = frozenset(self.locks.held_now(names)) if self.locks else frozenset()
         return PassSnapshot(self.hypervisor.snapshot(), busy)
-
-
-def _removal_steps(observed: Observed) -> list[Step]:
-    steps = []
-    if observed.power.active:
-        steps.append(Step(Action.DESTROY, "orphan: no manifest names this managed domain"))
-    if observed.persistent:
-        steps.append(Step(Action.UNDEFINE, "orphan: no manifest names this managed domain"))
-    return steps

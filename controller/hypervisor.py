@@ -321,11 +321,10 @@ class Hypervisor:
 
     def domain_names(self, *, unmanaged_only: bool = False) -> list[str]:
         """Every domain's name, or those without reconcile's ownership marker."""
-        with self._translate("cannot list domains"):
-            self.calls += 1
-            names = sorted(dom.name() for dom in self.conn.listAllDomains(0))
+        snapshot = self.snapshot()
+        names = sorted(snapshot.domains)
         if unmanaged_only:
-            managed = self.managed_domains()
+            managed = self.managed_domains(snapshot)
             names = [name for name in names if name not in managed]
         return names
 

@@ -76,19 +76,28 @@ def _plan_create(spec: VMSpec, reason: str) -> Plan:
     return Plan(steps=tuple(steps))
 
 
-def _stop_step(spec: VMSpec, reason: str) -> Step:
-    if spec.stop_timeout > 0:
-        return Step(Action.SHUTDOWN, reason, timeout=spec.stop_timeout)
+def _stop_step(reason: str, *, stop_timeout: int) -> Step:
+    """A graceful shutdown of `stop_timeout` seconds before a destroy, or a destroy at once."""
+    if stop_timeout > 0:
+        return Step(Action.SHUTDOWN, reason, timeout=stop_timeout)
     return Step(Action.DESTROY, reason)
 
 
-def _plan_remove(observed: Observed, spec: VMSpec, reason: str) -> Plan:
+def removal_steps(observed: Observed, reason: str, *, stop_timeout: int) -> tuple[Step, ...]:
+    """Stop (gracefully for `stop_timeout` seconds, if any) and undefine a domain.
+
+    Used for `state: absent`, a replaced UUID, and by the engine for orphans.
+    """
     steps = []
     if observed.power.active:
-        steps.append(_stop_step(spec, reason))
+        steps.append(_stop_step(reason, stop_timeout=stop_timeout))
     if observed.persistent:
         steps.append(Step(Action.UNDEFINE, reason))
-    return Plan(steps=tuple(steps))
+    return tuple(steps)
+
+
+def _plan_remove(observed: Observed, spec: VMSpec, reason: str) -> Plan:
+    return Plan(steps=removal_steps(observed, reason, stop_timeout=spec.stop_timeout))
 
 
 def _plan_replace(spec: VMSpec, observed: Observed, saved: DomainConfig) -> Plan:
@@ -134,12 +143,12 @@ def _plan_update(
     stopping = False
     restart_pending = None
     if active and spec.state is DesiredState.STOPPED:
-        steps.append(_stop_step(spec, "state is stopped"))
+        steps.append(_stop_step("state is stopped", stop_timeout=spec.stop_timeout))
         stopping = True
     elif active and restart_changes:
         summary = ", ".join(str(change) for change in restart_changes)
         if spec.update_policy is UpdatePolicy.RESTART:
-            steps.append(_stop_step(spec, f"{summary} needs a restart"))
+            steps.append(_stop_step(f"{summary} needs a restart", stop_timeout=spec.stop_timeout))
             stopping = True
         else:
             restart_pending = f"{summary} takes effect at the next boot"

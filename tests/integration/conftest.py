@@ -1,49 +1,14 @@
-"""Fixtures for integration tests on libvirt's in-process test driver (test:///default).
-
-Each Hypervisor opens its own test:///default connection, which starts from libvirt's
-built-in state (one running, unmanaged domain called 'test') and dies with it.
-"""
+"""Helpers for integration tests on libvirt's in-process test driver (test:///default);
+the hypervisor, engine and manifest_dir fixtures are in tests/conftest.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from controller.engine import Engine
-from controller.executor import RetryPolicy
-from controller.hypervisor import Hypervisor
-from controller.locks import VMLocks
 from controller.manifests import LoadResult, load_directory
-
-TEST_URI = "test:///default"
-
-
-@pytest.fixture
-def hypervisor() -> Iterator[Hypervisor]:
-    hv = Hypervisor(TEST_URI)
-    hv.connect()
-    yield hv
-    hv.close()
-
-
-@pytest.fixture
-def locks(tmp_path: Path) -> VMLocks:
-    return VMLocks(str(tmp_path / "locks"), timeout=10)
-
-
-@pytest.fixture
-def engine(hypervisor: Hypervisor, locks: VMLocks) -> Engine:
-    return Engine(hypervisor, locks, retry=RetryPolicy(attempts=2, first_wait=0.01))
-
-
-@pytest.fixture
-def manifest_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "manifests"
-    directory.mkdir()
-    return directory
-
 
 Writer = Callable[[str, str], LoadResult]
 

@@ -9,18 +9,11 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from controller.engine import Engine
-from controller.executor import RetryPolicy
-from controller.hypervisor import Hypervisor
-from controller.locks import VMLocks
-
-TEST_URI = "test:///default"
 FUZZ_EXAMPLES = int(os.environ.get("RECONCILE_FUZZ_EXAMPLES", "200"))
 
 #: property name → examples run; "injected inputs rejected" → count.
@@ -50,21 +43,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_sep("-", "bad input: examples tried / inputs rejected")
     for what, n in sorted(TALLY.items()):
         terminalreporter.write_line(f"{n:>8}  {what}")
-
-
-@pytest.fixture
-def hypervisor() -> Iterator[Hypervisor]:
-    """One test:///default connection: its domains live as long as the connection."""
-    hv = Hypervisor(TEST_URI)
-    hv.connect()
-    yield hv
-    hv.close()
-
-
-@pytest.fixture
-def engine(hypervisor: Hypervisor, tmp_path: Path) -> Engine:
-    locks = VMLocks(str(tmp_path / "locks"), timeout=10)
-    return Engine(hypervisor, locks, retry=RetryPolicy(attempts=2, first_wait=0.01))
 
 
 @pytest.fixture(autouse=True)

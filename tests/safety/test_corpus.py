@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import TEST_URI, count
+from tests.conftest import TEST_URI
+
+from .conftest import count
 from .strategies import billion_laughs
 
 RECONCILE = str(Path(sys.executable).parent / "reconcile")

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from controller.cli import main
 from controller.manifests import load_directory
+from tests.conftest import TEST_URI
 
-from .conftest import TEST_URI, count, fuzz_settings
+from .conftest import count, fuzz_settings
 from .strategies import DISK_ROOT, Entry, dump, entries, write_entries
 
 RECONCILE = str(Path(sys.executable).parent / "reconcile")

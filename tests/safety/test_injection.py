@@ -23,8 +23,9 @@ from controller.engine import Engine
 from controller.hypervisor import Hypervisor
 from controller.manifests import load_directory
 from controller.model import Result
+from tests.conftest import TEST_URI
 
-from .conftest import TEST_URI, count, fuzz_settings
+from .conftest import count, fuzz_settings
 
 DEFAULT_ROOT = "/var/lib/libvirt/images"
 
@@ -65,17 +66,8 @@ def write(directory: Path, filename: str, *documents: Any) -> None:
 
 
 @pytest.fixture
-def manifests(tmp_path: Path) -> Path:
-    path = tmp_path / "manifests"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def images(tmp_path: Path) -> Path:
-    path = tmp_path / "images"
-    path.mkdir()
-    return path
+def manifests(manifest_dir: Path) -> Path:
+    return manifest_dir
 
 
 def rejected(capsys: pytest.CaptureFixture[str], directory: Path, *roots: Path | str,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.domainxml import MANAGED_NS, build_domain, parse_domain, remove_managed_mark
+from controller.domainxml import MANAGED_NS, build_domain, parse_domain
 from controller.model import Disk, DomainConfig, Interface, VMSpec
 
 HERE = Path(__file__).parent
@@ -340,16 +340,6 @@ def test_building_twice_changes_nothing() -> None:
     for desired, base in ((NEW, None), (REDEFINED, SAVED)):
         first = build_domain(desired, base)
         assert build_domain(desired, first) == first
-
-
-def test_removing_the_marker() -> None:
-    redefined = build_domain(REDEFINED, SAVED)
-    stripped = remove_managed_mark(redefined)
-    assert markers(stripped) == 0
-    assert parse_domain(stripped).managed is False
-    root = ET.fromstring(stripped)
-    assert root.find("metadata/{http://example.com/other/1}note") is not None
-    assert remove_managed_mark(stripped) == stripped
 
 
 # --- parsing what libvirt writes ---------------------------------------------------------------
