@@ -18,24 +18,31 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import __version__, render
 from .engine import Engine
 from .errors import ConnectionLost, ReconcileError, UsageError
 from .hypervisor import Hypervisor
+from .inventory import Inventory, default_state_dir
 from .locks import VMLocks, default_lock_dir
-from .manifests import DEFAULT_DISK_ROOTS, LoadResult, load_directory, schema
+from .manifests import DEFAULT_DISK_ROOTS, HOSTS_FILE, LoadResult, load_directory, schema
 from .model import Outcome, Result
 from .progress import Progress
 from .steplog import StepLog, chain
+
+if TYPE_CHECKING:
+    from .fleet import Fleet
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CHANGES = 0, 1, 2, 3
 DEFAULT_MANIFESTS = "/etc/reconcile/manifests"
 SUBCOMMANDS = ("validate", "status", "export", "schema")
 
 log = logging.getLogger("controller")
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,8 +64,22 @@ def _add_manifest_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict-permissions", action="store_true",
                         help="refuse manifests that users other than root and this one may "
                              "write (default: warn)")
+    parser.add_argument("--host", metavar="NAME[=URI]", action="append", dest="hosts",
+                        default=[],
+                        help="NAME=URI adds or overrides a host of hosts.yaml (repeatable); "
+                             "NAME alone handles only the VMs placed on that host")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log more to stderr (-v: each step, -vv: debug)")
+
+
+def _add_hosts_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", metavar="DIR", default=None,
+                        help="with several hosts: where each host's last listing is kept "
+                             "(default: $RECONCILE_STATE_DIR, else /var/lib/reconcile as root)")
+    parser.add_argument("--connect-timeout", metavar="SECONDS", type=_positive_float,
+                        default=10.0,
+                        help="with several hosts: a host that has not answered by then is "
+                             "unreachable (default: 10)")
 
 
 def _main_parser() -> argparse.ArgumentParser:
@@ -97,6 +118,7 @@ def _main_parser() -> argparse.ArgumentParser:
     parser.add_argument("--step-log", metavar="FILE", default=None,
                         help="append one JSON line per libvirt step (start and done) to FILE; "
                              "several processes may share it")
+    _add_hosts_options(parser)
     parser.add_argument("--resync", metavar="SECONDS", type=_positive_float, default=60.0,
                         help="service: full resync interval (default: 60)")
     parser.add_argument("--metrics-address", metavar="HOST:PORT", default=None,
@@ -123,6 +145,7 @@ def _status_parser() -> argparse.ArgumentParser:
     _add_connect_option(parser)
     parser.add_argument("--workers", metavar="N", type=_positive, default=4,
                         help="VMs observed in parallel (default: 4)")
+    _add_hosts_options(parser)
     return parser
 
 
@@ -195,17 +218,50 @@ def _setup_logging(verbosity: int, *, default: int = logging.WARNING) -> None:
     root.setLevel(level)
 
 
+def host_options(entries: Sequence[str]) -> tuple[dict[str, str], str | None]:
+    """--host values: the NAME=URI entries, and the one NAME to restrict a run to."""
+    extra: dict[str, str] = {}
+    only: list[str] = []
+    for entry in entries:
+        name, equals, uri = entry.partition("=")
+        if not HOST_NAME.fullmatch(name):
+            raise UsageError(f"--host {entry}: a host name is letters, digits, '_', '.', '-'")
+        if equals and not uri:
+            raise UsageError(f"--host {entry}: the URI is missing")
+        if equals:
+            extra[name] = uri
+        else:
+            only.append(name)
+    if len(set(only)) > 1:
+        raise UsageError(f"--host NAME restricts a run to one host, not {', '.join(only)}")
+    return extra, only[0] if only else None
+
+
 def _load(args: argparse.Namespace) -> LoadResult:
     roots = args.disk_roots or list(DEFAULT_DISK_ROOTS)
+    extra, only = host_options(args.hosts)
     load = load_directory(args.manifests, disk_roots=roots,
-                          strict_permissions=args.strict_permissions)
+                          strict_permissions=args.strict_permissions, extra_hosts=extra)
     unusable = not os.path.isdir(args.manifests) or not os.access(args.manifests,
                                                                   os.R_OK | os.X_OK)
     if load.problem and unusable:  # missing, not a folder, unreadable: never "no VMs"
         raise UsageError(load.problem)
     for warning in load.warnings:
         log.warning("%s", warning)
+    if only is not None and only not in load.hosts:
+        raise UsageError(f"--host {only}: no such host in {HOSTS_FILE} or --host NAME=URI")
     return load
+
+
+def _fleet(args: argparse.Namespace, load: LoadResult, *, dry_run: bool) -> Fleet:
+    from .fleet import Fleet
+
+    locks = None if dry_run else VMLocks(args.lock_dir or default_lock_dir(),
+                                         timeout=args.lock_timeout)
+    return Fleet(load.hosts, args.connect, locks,
+                 Inventory(args.state_dir or default_state_dir(), writable=not dry_run),
+                 dry_run=dry_run, workers=args.workers, connect_timeout=args.connect_timeout,
+                 explicit_default=args.connect is not None)
 
 
 def _style() -> render.Style:
@@ -241,6 +297,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_once(args: argparse.Namespace) -> int:
     load = _load(args)
+    if load.hosts:
+        return _once_many_hosts(args, load)
     notes = [load.problem] if load.problem else []
     hypervisor = Hypervisor(args.connect, readonly=args.dry_run)
     outcomes: list[Outcome]
@@ -270,6 +328,11 @@ def cmd_once(args: argparse.Namespace) -> int:
         outcomes, orphans = report.outcomes, report.orphans
         if report.prune_note:
             notes.append(report.prune_note)
+    return _print_once(args, load, outcomes, orphans, notes)
+
+
+def _print_once(args: argparse.Namespace, load: LoadResult, outcomes: list[Outcome],
+                orphans: list[str], notes: list[str], *, unreachable: bool = False) -> int:
     if args.output == "json":
         for note in notes:  # the JSON object holds the contract's keys only
             log.warning("%s", note)
@@ -277,7 +340,33 @@ def cmd_once(args: argparse.Namespace) -> int:
     else:
         _print(render.to_text(outcomes, load.invalid, orphans, notes, pruning=args.prune,
                               dry_run=args.dry_run, style=_style()))
-    return once_exit_code(outcomes, invalid=bool(load.invalid), dry_run=args.dry_run)
+    code = once_exit_code(outcomes, invalid=bool(load.invalid), dry_run=args.dry_run)
+    return EXIT_FAILED if unreachable and code != EXIT_INVALID else code
+
+
+def _once_many_hosts(args: argparse.Namespace, load: LoadResult) -> int:
+    """--once over several hosts (see fleet.py); exit 1 also when a host is unreachable."""
+    _, only = host_options(args.hosts)
+    fleet = _fleet(args, load, dry_run=args.dry_run)
+    progress = None
+    if args.output == "text" and sys.stderr.isatty() and not args.verbose:
+        progress = Progress(len(load.specs))
+    step_log = StepLog(args.step_log) if args.step_log and not args.dry_run else None
+    fleet.observer = chain(step_log, progress.step if progress else None)
+    try:
+        report = fleet.run_pass(load, prune=args.prune, max_prune=args.max_prune,
+                                only_host=only,
+                                progress=progress.finished if progress else None)
+    finally:
+        if progress:
+            progress.close()
+        fleet.close()
+    notes = [load.problem] if load.problem else []
+    notes += [f"host {host} is unreachable: {why}" for host, why in report.unreachable.items()]
+    if report.prune_note:
+        notes.append(report.prune_note)
+    return _print_once(args, load, report.outcomes, report.orphans, notes,
+                       unreachable=bool(report.unreachable))
 
 
 def once_exit_code(outcomes: Sequence[Outcome], *, invalid: bool, dry_run: bool) -> int:
@@ -292,6 +381,18 @@ def once_exit_code(outcomes: Sequence[Outcome], *, invalid: bool, dry_run: bool)
 
 def cmd_status(args: argparse.Namespace) -> int:
     load = _load(args)
+    if load.hosts:
+        _, only = host_options(args.hosts)
+        fleet = _fleet(args, load, dry_run=True)
+        try:
+            report = fleet.run_pass(load, prune=False, max_prune=0, only_host=only)
+            orphans = [fleet.prune(host, name) for host in sorted(fleet.scope(load, only))
+                       for name in fleet.links[host].orphans]
+        finally:
+            fleet.close()
+        for host, why in report.unreachable.items():
+            log.warning("host %s is unreachable: %s", host, why)
+        return _print_status(args, load, report.outcomes, orphans)
     hypervisor = Hypervisor(args.connect, readonly=True)
     hypervisor.connect()
     try:
@@ -300,14 +401,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         orphans = [engine.prune(name) for name in report.orphans]
     finally:
         hypervisor.close()
-    rows = render.status_rows(report.outcomes, orphans)
+    return _print_status(args, load, report.outcomes, orphans)
+
+
+def _print_status(args: argparse.Namespace, load: LoadResult, outcomes: list[Outcome],
+                  orphans: list[Outcome]) -> int:
+    rows = render.status_rows(outcomes, orphans)
     if args.output == "json":
         _print(json.dumps({"vms": rows, "invalid": [i.to_json() for i in load.invalid]}))
     else:
         _print(render.status_text(rows))
         for entry in load.invalid:
             _print(f"invalid: {entry}")
-    return once_exit_code(report.outcomes + orphans, invalid=bool(load.invalid), dry_run=True)
+    return once_exit_code(outcomes + orphans, invalid=bool(load.invalid), dry_run=True)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

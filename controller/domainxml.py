@@ -37,6 +37,7 @@ def parse_domain(xml: str) -> DomainConfig:
     os_type = root.find("os/type")
     memory = _memory_kib(root.find("memory"))
     current = root.find("currentMemory")
+    mark = root.find(f"metadata/{_MANAGED_TAG}")
     return DomainConfig(
         name=root.findtext("name", default=""),
         uuid=root.findtext("uuid", default="").lower(),
@@ -48,8 +49,9 @@ def parse_domain(xml: str) -> DomainConfig:
         vcpus=int((root.findtext("vcpu") or "1").strip()),
         disks=tuple(_parse_disk(el) for el in _disk_elements(root)),
         interfaces=tuple(_parse_interface(el) for el in root.findall("devices/interface")),
-        managed=root.find(f"metadata/{_MANAGED_TAG}") is not None,
+        managed=mark is not None,
         active=root.get("id", "-1") != "-1",
+        owner=mark.get("host") if mark is not None else None,
     )
 
 
@@ -64,7 +66,7 @@ def build_domain(spec: VMSpec, base_xml: str | None = None) -> str:
     _child(root, "name").text = spec.name
     if spec.uuid:
         _child(root, "uuid").text = spec.uuid
-    _mark_managed(root)
+    _mark_managed(root, spec.host)
     _set_memory(_child(root, "memory"), spec.memory_kib)
     _set_memory(_child(root, "currentMemory"), spec.current_memory_kib)
     vcpu = _child(root, "vcpu")
@@ -80,6 +82,13 @@ def build_domain(spec: VMSpec, base_xml: str | None = None) -> str:
     devices = _child(root, "devices")
     _apply_disks(devices, spec.disks)
     _apply_interfaces(devices, spec.interfaces)
+    return ET.tostring(root, encoding="unicode")
+
+
+def mark_owner(xml: str, host: str | None) -> str:
+    """`xml` with the ownership mark naming `host`: a definition arriving on a new host."""
+    root = ET.fromstring(xml)
+    _mark_managed(root, host)
     return ET.tostring(root, encoding="unicode")
 
 
@@ -107,10 +116,16 @@ def _child(parent: ET.Element, tag: str) -> ET.Element:
     return found if found is not None else ET.SubElement(parent, tag)
 
 
-def _mark_managed(root: ET.Element) -> None:
+def _mark_managed(root: ET.Element, host: str | None) -> None:
+    """The ownership mark; with several hosts it names the host that owns the VM now."""
     metadata = _child(root, "metadata")
-    if metadata.find(_MANAGED_TAG) is None:
-        ET.SubElement(metadata, _MANAGED_TAG)
+    mark = metadata.find(_MANAGED_TAG)
+    if mark is None:
+        mark = ET.SubElement(metadata, _MANAGED_TAG)
+    if host:
+        mark.set("host", host)
+    else:
+        mark.attrib.pop("host", None)
 
 
 def _set_memory(element: ET.Element, kib: int) -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -52,6 +53,7 @@ class PassReport:
     outcomes: list[Outcome] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     prune_note: str | None = None
+    unreachable: dict[str, str] = field(default_factory=dict)  # host -> why (several hosts)
 
 
 @dataclass
@@ -63,6 +65,7 @@ class Engine:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     observer: StepObserver | None = None
     reconnect_wait: float = 0.5
+    reconnects: int = _RECONNECTS  # 0: a lost connection fails the VM at once (the fleet)
     _gave_up_at: float = field(default=-1e9, init=False, repr=False)
 
     # --- one VM ----------------------------------------------------------------
@@ -75,24 +78,30 @@ class Engine:
         looked up afresh.
         """
         try:
-            if self.dry_run:
-                outcome = self._reconcile_locked(spec, snapshot.hypervisor if snapshot else None)
-            else:
-                assert self.locks is not None, "only a dry run may go without locks"
-                with self.locks.hold(spec.name) as held:
-                    if held.waited:
-                        log.info("%s: waited for another run's lock; observing afresh",
-                                 spec.name)
-                    usable = (snapshot is not None and spec.name not in snapshot.busy
-                              and held.untouched_since(snapshot.hypervisor.started_ns))
-                    outcome = self._reconcile_locked(
-                        spec, snapshot.hypervisor if usable and snapshot else None)
+            with self.holding(spec.name, snapshot) as usable:
+                outcome = self.reconcile_locked(spec, usable)
         except LockTimeout as error:
             outcome = Outcome(spec.name, spec.source, Result.FAILED, error=str(error))
         outcome.spec = spec
         return outcome
 
-    def _reconcile_locked(self, spec: VMSpec, snapshot: Snapshot | None) -> Outcome:
+    @contextmanager
+    def holding(self, name: str, snapshot: PassSnapshot | None) -> Iterator[Snapshot | None]:
+        """Hold `name`'s lock (none in a dry run); yield the pass's listing if it may still
+        be trusted for this VM, else None. Raises LockTimeout."""
+        if self.dry_run:
+            yield snapshot.hypervisor if snapshot else None
+            return
+        assert self.locks is not None, "only a dry run may go without locks"
+        with self.locks.hold(name) as held:
+            if held.waited:
+                log.info("%s: waited for another run's lock; observing afresh", name)
+            usable = (snapshot is not None and name not in snapshot.busy
+                      and held.untouched_since(snapshot.hypervisor.started_ns))
+            yield snapshot.hypervisor if usable and snapshot else None
+
+    def reconcile_locked(self, spec: VMSpec, snapshot: Snapshot | None) -> Outcome:
+        """Observe, plan and execute one VM whose lock the caller holds."""
         done: list[Step] = []
         for attempt in range(_REPLANS + _RECONNECTS):
             try:
@@ -177,10 +186,10 @@ class Engine:
     def _reconnect(self, name: str, error: ConnectionLost) -> bool:
         """Reconnect with backoff. Once one VM has given up, the others give up at once
         for a while: a dead daemon must not cost every VM its own backoff."""
-        if time.monotonic() - self._gave_up_at < _GIVE_UP_FOR:
+        if not self.reconnects or time.monotonic() - self._gave_up_at < _GIVE_UP_FOR:
             return False
         log.warning("%s: lost the libvirt connection (%s); reconnecting", name, error)
-        for attempt in range(_RECONNECTS):
+        for attempt in range(self.reconnects):
             time.sleep(self.reconnect_wait * (2 ** attempt))
             try:
                 self.hypervisor.reconnect()
@@ -236,7 +245,7 @@ class Engine:
         orphans: list[str] = []
         snapshot = None
         try:
-            snapshot = self._take_snapshot([spec.name for spec in specs])
+            snapshot = self.take_snapshot([spec.name for spec in specs])
             named = frozenset(load.specs) | frozenset(load.invalid_names)
             managed = self.hypervisor.managed_domains(snapshot.hypervisor, skip=named)
             orphans = sorted(managed - named)
@@ -271,7 +280,7 @@ class Engine:
         return report
 
 
-    def _take_snapshot(self, names: list[str]) -> PassSnapshot:
+    def take_snapshot(self, names: list[str]) -> PassSnapshot:
         # Probe the locks first: a VM whose lock is held now may change under the listing.
         busy = frozenset(self.locks.held_now(names)) if self.locks else frozenset()
         return PassSnapshot(self.hypervisor.snapshot(), busy)

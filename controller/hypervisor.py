@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import libvirt
 
@@ -102,6 +103,18 @@ def classify(exc: libvirt.libvirtError, what: str) -> HypervisorError:
     return cls(message, code=code, domain=domain)
 
 
+def migration_uri(libvirt_uri: str | None) -> str | None:
+    """Where QEMU sends a migration: the address the target's libvirt is reached at.
+    Without it libvirt uses the target's own hostname, which other hosts may not
+    resolve (or, on test hosts sharing one hostname, resolve to themselves)."""
+    if not libvirt_uri:
+        return None
+    host = urlsplit(libvirt_uri).hostname
+    if not host:
+        return None
+    return f"tcp://[{host}]" if ":" in host else f"tcp://{host}"
+
+
 def _is_not_running(error: HypervisorError) -> bool:
     return error.code == _code("VIR_ERR_OPERATION_INVALID") and "not running" in str(error)
 
@@ -109,9 +122,13 @@ def _is_not_running(error: HypervisorError) -> bool:
 class Hypervisor:
     """One libvirt connection, shared by the worker threads, reopened when lost."""
 
-    def __init__(self, uri: str | None, *, readonly: bool = False):
+    def __init__(self, uri: str | None, *, readonly: bool = False,
+                 keepalive: tuple[int, int] | None = None):
         self.uri = uri
         self.readonly = readonly
+        # (interval s, count): a remote host that stops answering fails calls after about
+        # interval x (count + 1) s instead of TCP's minutes; needs start_event_loop() first.
+        self.keepalive = keepalive
         self._conn: Any = None
         self._lock = threading.Lock()
         self._machines: dict[tuple[str, str | None, str], str] = {}
@@ -126,6 +143,7 @@ class Hypervisor:
             self._open_locked()
 
     def _open_locked(self) -> None:
+        _silence_libvirt_stderr()
         where = self.uri or "the default libvirt URI"
         try:
             if self.readonly:
@@ -137,6 +155,11 @@ class Hypervisor:
             raise ConnectionLost(str(error), code=error.code, domain=error.domain) from exc
         if self.uri is None:
             self.uri = self._conn.getURI()
+        if self.keepalive and event_loop_alive():
+            try:
+                self._conn.setKeepAlive(*self.keepalive)
+            except libvirt.libvirtError as exc:  # local drivers have no keepalive
+                log.debug("no keepalive on %s: %s", self.uri, exc)
 
     def reconnect(self, failed: Any = None) -> None:
         """Open a new connection, unless another thread already did: the current one
@@ -166,6 +189,11 @@ class Hypervisor:
             conn.close()
         except libvirt.libvirtError:
             pass
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open (it may still turn out dead on the next call)."""
+        return self._conn is not None
 
     def close(self) -> None:
         with self._lock:
@@ -457,6 +485,21 @@ class Hypervisor:
             dom = self._domain(name)
             self.calls += 1
             dom.setAutostart(1 if enabled else 0)
+
+    def migrate(self, name: str, target: Hypervisor, *, persist_xml: str) -> None:
+        """Live-migrate running domain `name` to `target`: persistent there with
+        `persist_xml` as its saved definition, undefined here. libvirt rolls a failed
+        migration back; the guest keeps running here."""
+        flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST
+                 | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
+        params: dict[str, Any] = {libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: persist_xml}
+        address = migration_uri(target.uri)
+        if address:
+            params[libvirt.VIR_MIGRATE_PARAM_URI] = address
+        with self._translate(f"cannot migrate domain '{name}' to {target.uri}"):
+            dom = self._domain(name)
+            self.calls += 1
+            dom.migrate3(target.conn, params, flags)
 
     def set_memory_live(self, name: str, kib: int) -> None:
         """Live balloon request; the guest may or may not follow it."""

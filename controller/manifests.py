@@ -9,11 +9,12 @@ others from being reconciled. A name seen in an invalid document is kept in
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -23,7 +24,7 @@ import fastjsonschema
 import yaml
 
 from .domainxml import disk_target_name
-from .model import DesiredState, Disk, Interface, UpdatePolicy, VMSpec
+from .model import DesiredState, Disk, Interface, MoveStrategy, UpdatePolicy, VMSpec
 from .units import parse_memory_kib
 
 if TYPE_CHECKING:  # imported when first needed: it costs ~35 ms at start-up
@@ -34,6 +35,9 @@ _EDITOR_LEFTOVERS = re.compile(r"(~$|^\.#|\.swp$|\.swx$|\.tmp$|^4913$)")
 #: Upper bound on nodes in one document with aliases expanded ("billion laughs").
 _MAX_NODES = 100_000
 _MAX_FILE_BYTES = 16 * 1024 * 1024
+_NOT_A_FILE = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)
+#: The one file that may hold the `kind: Hosts` document, at the root of the tree.
+HOSTS_FILE = "hosts.yaml"
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,9 @@ class LoadResult:
     invalid: list[Invalid] = field(default_factory=list)
     invalid_names: set[str] = field(default_factory=set)
     problem: str | None = None  # the directory itself is missing, unreadable, or empty
-    documents: int = 0
+    documents: int = 0  # VirtualMachine documents, valid or not
     warnings: list[str] = field(default_factory=list)  # e.g. files others may write
+    hosts: dict[str, str] = field(default_factory=dict)  # hosts.yaml and --host NAME=URI
 
     @property
     def prune_safe(self) -> bool:
@@ -85,17 +90,25 @@ def schema() -> dict[str, Any]:
 
 
 @cache
-def _validator() -> jsonschema.protocols.Validator:
+def hosts_schema() -> dict[str, Any]:
+    text = Path(__file__).with_name("schemas") / "hosts.schema.json"
+    loaded: dict[str, Any] = json.loads(text.read_text(encoding="utf-8"))
+    return loaded
+
+
+@cache
+def _validator(kind: str = "VirtualMachine") -> jsonschema.protocols.Validator:
     import jsonschema
 
-    cls = jsonschema.validators.validator_for(schema())
-    cls.check_schema(schema())
+    the_schema = hosts_schema() if kind == "Hosts" else schema()
+    cls = jsonschema.validators.validator_for(the_schema)
+    cls.check_schema(the_schema)
     # JSON Schema counts 64.0 as an integer; the loader and libvirt want an int.
     strict_integers = cls.TYPE_CHECKER.redefine(
         "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
     extended = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
         cls, {"pattern": _ecma_pattern}, type_checker=strict_integers)
-    validator: jsonschema.protocols.Validator = extended(schema())
+    validator: jsonschema.protocols.Validator = extended(the_schema)
     return validator
 
 
@@ -118,12 +131,14 @@ def _ecma_regex(pattern: str) -> re.Pattern[str]:
 
 
 def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_ROOTS,
-                   strict_permissions: bool = False) -> LoadResult:
+                   strict_permissions: bool = False,
+                   extra_hosts: Mapping[str, str] | None = None) -> LoadResult:
     """Load, validate and cross-check every manifest under `directory`.
 
     A file or folder that a user other than root and this process's may write is
     warned about, like sshd's StrictModes; with `strict_permissions` its
-    manifests are refused as invalid.
+    manifests are refused as invalid. `extra_hosts` (from --host NAME=URI) add to
+    or override the hosts of hosts.yaml.
     """
     result = LoadResult(directory=directory)
     root = Path(directory)
@@ -157,6 +172,9 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
                 continue
             result.warnings.append(f"{relative}: {unsafe}; --strict-permissions refuses it")
         for index, document in _documents(path, relative, result):
+            if isinstance(document, dict) and document.get("kind") == "Hosts":
+                _read_hosts(document, relative, index, result)
+                continue
             result.documents += 1
             if _check_document(document, relative, index, result):
                 candidates.append((relative, index, document))
@@ -166,8 +184,25 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
     if result.documents == 0 and not result.invalid:
         result.problem = f"manifest directory {directory} holds no manifests"
 
+    result.hosts.update(extra_hosts or {})
     _cross_check(candidates, result, disk_roots)
     return result
+
+
+def _read_hosts(document: dict[str, Any], relative: str, index: int,
+                result: LoadResult) -> None:
+    """The hosts.yaml document: checked, then its names and URIs kept in `result.hosts`."""
+    if relative != HOSTS_FILE:
+        result.invalid.append(Invalid(relative, index, "kind", "a Hosts document belongs in "
+                                      f"{HOSTS_FILE} at the root of the manifest tree"))
+        return
+    if result.hosts or any(entry.file == HOSTS_FILE and entry.path == "kind"
+                           for entry in result.invalid):
+        result.invalid.append(Invalid(relative, index, "kind",
+                                      f"{HOSTS_FILE} holds more than one Hosts document"))
+        return
+    if _check_document(document, relative, index, result, kind="Hosts"):
+        result.hosts.update(document["hosts"])
 
 
 def _unsafe_permissions(path: Path) -> str | None:
@@ -221,6 +256,85 @@ class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ign
             seen.add(key)
         return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
 
+    def resolve(self, kind: type, value: Any, implicit: Any) -> str:
+        """PyYAML's tag resolution, memoised: a pure function of its arguments here (no
+        path resolvers), and the same keys and values recur in every manifest."""
+        if value is not None and len(value) > 64:
+            return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
+        key = (kind, value, implicit)
+        tag = _RESOLVED.get(key)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)
+            if len(_RESOLVED) < 4096:
+                _RESOLVED[key] = tag
+        return tag  # type: ignore[no-any-return]
+
+
+_RESOLVED: dict[tuple[type, Any, Any], str] = {}
+_INT_TAG = "tag:yaml.org,2002:int"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_NULL_TAG = "tag:yaml.org,2002:null"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+
+
+class _NotPlain(Exception):
+    """A node that `_plain` leaves to PyYAML's own constructor."""
+
+
+def _load_all(text: str) -> Iterator[tuple[Any, int | None]]:
+    """Like yaml.load_all with _StrictLoader: yield (document, nodes) per document.
+
+    A document that is a plain tree (no anchors or aliases; only maps, lists, strings,
+    ints, booleans and nulls; no duplicate or non-string keys) is built directly from
+    its nodes, about twice as fast as PyYAML's constructor, and `nodes` is its size.
+    Anything else, and any error, goes to PyYAML's constructor unchanged, with `nodes`
+    None: the caller must still check its size.
+    """
+    loader = _StrictLoader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            seen: set[int] = set()
+            try:
+                document = _plain(loader, node, seen)
+            except Exception:  # noqa: BLE001 - PyYAML decides, and raises its own error
+                yield loader.construct_document(node), None
+            else:
+                yield document, len(seen)
+    finally:
+        loader.dispose()
+
+
+def _plain(loader: Any, node: yaml.Node, seen: set[int]) -> Any:
+    """The document `node` stands for, as PyYAML would build it; `seen` collects the ids
+    of the nodes visited, and a node met twice (an alias) raises _NotPlain."""
+    if id(node) in seen:
+        raise _NotPlain
+    seen.add(id(node))
+    kind, tag = node.__class__, node.tag
+    if kind is yaml.ScalarNode:
+        if tag == _STR_TAG:
+            return node.value
+        if tag == _INT_TAG:
+            return loader.construct_yaml_int(node)
+        if tag == _BOOL_TAG:
+            return loader.construct_yaml_bool(node)
+        if tag == _NULL_TAG:
+            return None
+    elif kind is yaml.MappingNode and tag == _MAP_TAG:
+        mapping: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if (key_node.__class__ is not yaml.ScalarNode or key_node.tag != _STR_TAG
+                    or id(key_node) in seen or key_node.value in mapping):
+                raise _NotPlain
+            seen.add(id(key_node))
+            mapping[key_node.value] = _plain(loader, value_node, seen)
+        return mapping
+    elif kind is yaml.SequenceNode and tag == _SEQ_TAG:
+        return [_plain(loader, item, seen) for item in node.value]
+    raise _NotPlain
+
 
 def _documents(path: Path, relative: str, result: LoadResult) -> Iterator[tuple[int, Any]]:
     """Yield (index, document) for the non-empty documents of one file.
@@ -229,11 +343,18 @@ def _documents(path: Path, relative: str, result: LoadResult) -> Iterator[tuple[
     are used, and the names already read from it are kept as invalid names.
     """
     try:
-        if not path.is_file():
+        try:
+            info = os.stat(path)
+        except OSError as exc:  # as Path.is_file() does: these mean "not a file"
+            if exc.errno not in _NOT_A_FILE:
+                raise
+            info = None
+        if info is None or not stat.S_ISREG(info.st_mode):
             raise IsADirectoryError(21, "not a regular file")
-        if path.stat().st_size > _MAX_FILE_BYTES:
+        if info.st_size > _MAX_FILE_BYTES:
             raise ValueError(f"larger than {_MAX_FILE_BYTES} bytes")
-        text = path.read_bytes().decode("utf-8")
+        with open(path, "rb") as file:
+            text = file.read().decode("utf-8")
     except OSError as exc:
         result.invalid.append(Invalid(relative, None, "", f"cannot read: {exc.strerror}"))
         return
@@ -244,10 +365,13 @@ def _documents(path: Path, relative: str, result: LoadResult) -> Iterator[tuple[
     parsed: list[tuple[int, Any]] = []
     index = 0  # of the document being read, so a parse error names the right one
     try:
-        for document in yaml.load_all(text, Loader=_StrictLoader):
+        for document, nodes in _load_all(text):
             if document is not None:
                 parsed.append((index, document))  # first, so a too large one's name is kept
-                _check_size(document)
+                if nodes is None:
+                    _check_size(document)
+                elif nodes > _MAX_NODES:  # a plain tree: its size is its number of nodes
+                    raise _TooLarge(_TOO_LARGE)
             index += 1
     except yaml.YAMLError as exc:
         result.invalid.append(Invalid(relative, index, "", f"not valid YAML: {_yaml_reason(exc)}"))
@@ -279,6 +403,9 @@ class _TooLarge(Exception):
     pass
 
 
+_TOO_LARGE = f"more than {_MAX_NODES} nodes once aliases are expanded"
+
+
 def _check_size(document: Any) -> None:
     """Refuse documents whose aliases expand past a sane size."""
     budget = _MAX_NODES
@@ -286,7 +413,7 @@ def _check_size(document: Any) -> None:
     while stack:
         budget -= 1
         if budget < 0:
-            raise _TooLarge(f"more than {_MAX_NODES} nodes once aliases are expanded")
+            raise _TooLarge(_TOO_LARGE)
         item = stack.pop()
         if isinstance(item, dict):
             stack.extend(item.keys())
@@ -335,14 +462,15 @@ def _has_float(document: Any) -> bool:
     return False
 
 
-def _check_document(document: Any, relative: str, index: int, result: LoadResult) -> bool:
+def _check_document(document: Any, relative: str, index: int, result: LoadResult,
+                    kind: str = "VirtualMachine") -> bool:
     """Schema-check one document; record why it is invalid and return False if so."""
-    if _fast_valid(document):
+    if kind == "VirtualMachine" and _fast_valid(document):
         return True
     import jsonschema
 
     try:
-        error = jsonschema.exceptions.best_match(_validator().iter_errors(document))
+        error = jsonschema.exceptions.best_match(_validator(kind).iter_errors(document))
     except RecursionError:
         path, reason = "", "nested too deeply"
     else:
@@ -423,6 +551,9 @@ def _cross_check(
             continue
         try:
             spec = _to_spec(document, relative, roots)
+            if spec.host is not None and spec.host not in result.hosts:
+                raise _FieldError("spec.host", f"host '{spec.host}' is not named in "
+                                  f"{HOSTS_FILE} nor by --host NAME=URI")
         except _FieldError as exc:
             result.invalid.append(Invalid(relative, index, exc.path, exc.reason))
             result.invalid_names.add(name)
@@ -495,6 +626,8 @@ def _to_spec(document: dict[str, Any], relative: str, roots: list[str]) -> VMSpe
                       model=i.get("model", "virtio"))
             for i in spec.get("interfaces") or []
         ),
+        host=spec.get("host"),
+        move_strategy=MoveStrategy(spec.get("moveStrategy", "cold")),
     )
 
 

@@ -22,6 +22,11 @@ class UpdatePolicy(enum.Enum):
     NEXT_BOOT = "next-boot"
 
 
+class MoveStrategy(enum.Enum):
+    COLD = "cold"
+    LIVE = "live"
+
+
 class Power(enum.Enum):
     """A domain's power state, folded to what reconciling needs to know."""
 
@@ -39,6 +44,7 @@ class Action(enum.Enum):
     """Plan steps, in the only order they may run."""
 
     SET_MEMORY = "set-memory"
+    MIGRATE = "migrate"  # a live move to another host; only in a move plan
     SHUTDOWN = "shutdown"
     DESTROY = "destroy"
     UNDEFINE = "undefine"
@@ -105,6 +111,8 @@ class VMSpec:
     suspend: bool = False
     disks: tuple[Disk, ...] = ()
     interfaces: tuple[Interface, ...] = ()
+    host: str | None = None  # a named host; None: the -c connection
+    move_strategy: MoveStrategy = MoveStrategy.COLD
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,7 @@ class DomainConfig:
     interfaces: tuple[Interface, ...]
     managed: bool
     active: bool = False  # the XML is a running domain's live definition (it has an id)
+    owner: str | None = None  # the host named by the ownership mark, if any
 
 
 @dataclass(frozen=True)
@@ -170,6 +179,8 @@ class Step:
     memory_kib: int | None = None  # set-memory
     timeout: int | None = None  # shutdown: seconds before a hard destroy
     autostart: bool | None = None  # autostart
+    host: str | None = None  # in a move: the host the step runs on ("": the -c connection)
+    to_host: str | None = None  # migrate: the destination host
 
     def to_json(self) -> dict[str, str]:
         return {"action": self.action.value, "reason": self.reason}
@@ -198,12 +209,17 @@ class Outcome:
     note: str | None = None  # e.g. why a restart is pending
     observed: Observed | None = None  # as seen before any step ran
     spec: VMSpec | None = None
+    host: str | None = None  # with several hosts: where this VM is (or was pruned from)
+    multi_host: bool = False  # whether the pass had hosts: then JSON says "host"
 
     def to_json(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "name": self.name,
             "source": self.source,
             "steps": [step.to_json() for step in self.steps],
             "result": self.result.value,
             "error": self.error,
         }
+        if self.multi_host:
+            data["host"] = self.host
+        return data

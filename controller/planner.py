@@ -156,6 +156,9 @@ def _plan_update(
     define_reasons = [str(change) for change in changes]
     if not saved.managed:
         define_reasons.append("adopt: mark the domain as managed")
+    elif saved.owner != spec.host:
+        define_reasons.append(f"ownership mark: host {saved.owner or '(-c)'} → "
+                              f"{spec.host or '(-c)'}")
     if not observed.persistent:
         define_reasons.append("the domain is transient: make it persistent")
     if define_reasons:

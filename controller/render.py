@@ -82,7 +82,11 @@ def to_text(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Se
     steps, then invalid manifests, orphans, notes, and a summary line."""
     lines: list[str] = []
     width = max((len(outcome.name) for outcome in outcomes), default=0)
+    group: object = object()
     for outcome in outcomes:
+        if outcome.multi_host and outcome.host != group:  # several hosts: grouped by host
+            group = outcome.host
+            lines.append(style.paint(f"host {outcome.host or '(-c)'}:", "1"))
         kind = kind_of(outcome)
         source = f"  ({outcome.source})" if outcome.source else ""
         symbol = style.paint(f"{kind.symbol:>3}", kind.value[3])
@@ -92,7 +96,8 @@ def to_text(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Se
                 restart = " (restart)" if change.needs_restart else ""
                 lines.append(f"      {change.field}: {change.old} → {change.new}{restart}")
         for step in outcome.steps:
-            lines.append(f"      {step.action.value:<10} {step.reason}")
+            where = f" (on {step.host or '(-c)'})" if step.host is not None else ""
+            lines.append(f"      {step.action.value:<10} {step.reason}{where}")
         if outcome.note:
             lines.append(f"      note: {outcome.note}")
         if outcome.error:
@@ -161,7 +166,7 @@ def status_rows(outcomes: Sequence[Outcome], orphans: Sequence[Outcome]) -> list
         row["in_sync"] = "no"
         row["reason"] = "no manifest names this managed domain"
         rows.append(row)
-    return sorted(rows, key=lambda row: row["name"])
+    return sorted(rows, key=lambda row: (row.get("host") or "", row["name"]))
 
 
 def _row(outcome: Outcome, *, desired: str, memory: str, vcpus: str) -> dict[str, Any]:
@@ -185,18 +190,24 @@ def _row(outcome: Outcome, *, desired: str, memory: str, vcpus: str) -> dict[str
                            for change in outcome.changes)
     else:
         reason = "; ".join(step.reason for step in outcome.steps)
-    return {
+    row: dict[str, Any] = {
         "name": outcome.name, "source": outcome.source,
         "desired": desired, "actual": actual,
         "memory": {"desired": memory, "actual": actual_memory},
         "vcpus": {"desired": vcpus, "actual": actual_vcpus},
         "in_sync": _SYNC.get(outcome.result, "no"), "reason": reason, "owner": owner,
     }
+    if outcome.multi_host:
+        row["host"] = outcome.host
+    return row
 
 
 def status_text(rows: Sequence[dict[str, Any]]) -> str:
-    header = ("NAME", "DESIRED", "ACTUAL", "MEMORY", "VCPUS", "OWNER", "SYNC", "REASON")
+    hosts = any("host" in row for row in rows)
+    header = (("HOST",) if hosts else ()) + (
+        "NAME", "DESIRED", "ACTUAL", "MEMORY", "VCPUS", "OWNER", "SYNC", "REASON")
     table = [header] + [(
+        *((row.get("host") or "(-c)",) if hosts else ()),
         row["name"], row["desired"], row["actual"],
         f"{row['memory']['desired']}/{row['memory']['actual']}",
         f"{row['vcpus']['desired']}/{row['vcpus']['actual']}",
