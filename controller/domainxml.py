@@ -32,27 +32,57 @@ _UNIT_KIB = {
 
 
 def parse_domain(xml: str) -> DomainConfig:
-    """Read the fields reconcile models from a domain's XML."""
+    """Read the fields reconcile models from a domain's XML.
+
+    One walk over the root's children instead of ElementPath searches ("os/type",
+    "devices/disk", ...), which cost more than parsing the XML; it finds the same
+    elements: the first of each tag, and every disk and interface in order.
+    """
     root = ET.fromstring(xml)
-    os_type = root.find("os/type")
-    memory = _memory_kib(root.find("memory"))
-    current = root.find("currentMemory")
-    mark = root.find(f"metadata/{_MANAGED_TAG}")
+    first: dict[str, ET.Element] = {}
+    os_type = mark = None
+    disks: list[Disk] = []
+    interfaces: list[Interface] = []
+    for child in root:
+        tag = child.tag
+        if tag not in first:
+            first[tag] = child
+        if tag == "os":
+            if os_type is None:
+                os_type = child.find("type")
+        elif tag == "metadata":
+            if mark is None:
+                mark = child.find(_MANAGED_TAG)
+        elif tag == "devices":
+            for device in child:
+                if device.tag == "disk":
+                    if device.get("device", "disk") == "disk":
+                        disks.append(_parse_disk(device))
+                elif device.tag == "interface":
+                    interfaces.append(_parse_interface(device))
+    memory = _memory_kib(first.get("memory"))
+    current = first.get("currentMemory")
+    vcpu = first.get("vcpu")
     return DomainConfig(
-        name=root.findtext("name", default=""),
-        uuid=root.findtext("uuid", default="").lower(),
+        name=_text(first.get("name")),
+        uuid=_text(first.get("uuid")).lower(),
         type=root.get("type", ""),
         arch=os_type.get("arch") if os_type is not None else None,
         machine=os_type.get("machine") if os_type is not None else None,
         memory_kib=memory,
         current_memory_kib=_memory_kib(current) if current is not None else memory,
-        vcpus=int((root.findtext("vcpu") or "1").strip()),
-        disks=tuple(_parse_disk(el) for el in _disk_elements(root)),
-        interfaces=tuple(_parse_interface(el) for el in root.findall("devices/interface")),
+        vcpus=int(((vcpu.text if vcpu is not None else None) or "1").strip()),
+        disks=tuple(disks),
+        interfaces=tuple(interfaces),
         managed=mark is not None,
         active=root.get("id", "-1") != "-1",
         owner=mark.get("host") if mark is not None else None,
     )
+
+
+def _text(element: ET.Element | None) -> str:
+    """As Element.findtext(tag, default=""): the text, "" when empty or absent."""
+    return (element.text or "") if element is not None else ""
 
 
 def build_domain(spec: VMSpec, base_xml: str | None = None) -> str:

@@ -69,6 +69,7 @@ class HostLink:
     """One host of the fleet and what this pass knows of it."""
 
     name: str
+    uri: str | None  # as configured (None: libvirt's default)
     engine: Engine
     error: str | None = None  # why it is unreachable in this pass
     listing: PassSnapshot | None = None  # its domains, once listed in this pass
@@ -108,21 +109,42 @@ class Fleet:
     observer: StepObserver | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     keepalive: tuple[int, int] = (5, 3)
+    #: (host name, URI) -> its Hypervisor; the service's watches events
+    make_hypervisor: Callable[[str, str | None], Hypervisor] | None = None
     links: dict[str, HostLink] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.links = {}
+        self.set_hosts(self.hosts)
+
+    def set_hosts(self, hosts: Mapping[str, str]) -> list[HostLink]:
+        """Take a new hosts.yaml: links for new or re-pointed hosts; return the links
+        dropped (the caller closes them)."""
+        self.hosts = dict(hosts)
         self.default_name = next((name for name, uri in self.hosts.items()
                                   if self.default_uri is not None and uri == self.default_uri),
                                  DEFAULT_HOST)
-        self.links = {name: self._link(name, uri) for name, uri in self.hosts.items()}
+        wanted: dict[str, str | None] = dict(self.hosts)
         if self.default_name == DEFAULT_HOST:
-            self.links[DEFAULT_HOST] = self._link(DEFAULT_HOST, self.default_uri)
+            wanted[DEFAULT_HOST] = self.default_uri
+        dropped = [link for name, link in self.links.items()
+                   if name not in wanted or link.uri != wanted[name]]
+        for link in dropped:
+            del self.links[link.name]
+        for name, uri in wanted.items():
+            if name not in self.links:
+                self.links[name] = self._link(name, uri)
+        self.inventory.tracking = bool(self.hosts)  # one host: nothing can be elsewhere
+        return dropped
 
     def _link(self, name: str, uri: str | None) -> HostLink:
-        hypervisor = Hypervisor(uri, readonly=self.dry_run, keepalive=self.keepalive)
+        if self.make_hypervisor is not None:
+            hypervisor = self.make_hypervisor(name, uri)
+        else:
+            hypervisor = Hypervisor(uri, readonly=self.dry_run, keepalive=self.keepalive)
         engine = Engine(hypervisor, self.locks, dry_run=self.dry_run, workers=self.workers,
                         retry=self.retry, observer=self.observer, reconnects=0)
-        return HostLink(name, engine)
+        return HostLink(name, uri, engine)
 
     def host_of(self, spec: VMSpec) -> str:
         return spec.host if spec.host is not None else self.default_name

@@ -45,6 +45,7 @@ class Inventory:
         self.directory = Path(state_dir)
         self.path = self.directory / FILE_NAME
         self.writable = writable
+        self.tracking = True  # False: keep nothing (a single host needs no inventory)
         self._lock = threading.Lock()
         self._hosts: dict[str, set[str]] = {}
         self._warned = False
@@ -98,7 +99,7 @@ class Inventory:
         return data if isinstance(data, dict) and isinstance(data.get("hosts"), dict) else {}
 
     def _write(self, changed: dict[str, set[str]]) -> None:
-        if not self.writable:
+        if not self.writable or not self.tracking:
             return
         try:
             with self._file_lock():

@@ -3,12 +3,14 @@
 Used by service.py. Off by default: then the service records into `Recorder`,
 whose methods do nothing, and prometheus_client is not even imported.
 
-    reconcile_reconciles_total{result}          VM passes by result (converged, failed, ...)
-    reconcile_steps_total{action,outcome}       libvirt steps by action; outcome done | failed
+    reconcile_reconciles_total{host,result}     VM passes by result (converged, failed, ...)
+    reconcile_steps_total{host,action,outcome}  libvirt steps by action; outcome done | failed
     reconcile_pass_duration_seconds             one VM's observe → plan → execute, histogram
     reconcile_vms{state}                        VMs in_sync | out_of_sync | failed, now
     reconcile_queue_depth                       names queued for a worker, now
-    reconcile_libvirt_connected                 1 while the libvirt connection is up
+    reconcile_libvirt_connected{host}           1 while the host's libvirt connection is up
+
+`host` is the host's name from hosts.yaml, or "default" for the -c connection.
 
 GET /healthz answers 200 "ok" while libvirt is connected and the service loop
 is alive, else 503 with the reason.
@@ -50,14 +52,14 @@ def _count_of(counts: Callable[[], dict[str, int]], state: str) -> Callable[[], 
 class Recorder:
     """Where the service records what it does; this base records nothing."""
 
-    def reconciled(self, result: str, seconds: float) -> None:
+    def reconciled(self, result: str, seconds: float, host: str = "default") -> None:
         """One VM pass finished with `result` after `seconds`."""
 
-    def step(self, action: str, outcome: str) -> None:
+    def step(self, action: str, outcome: str, host: str = "default") -> None:
         """One libvirt step ended: outcome 'done' or 'failed'."""
 
-    def connected(self, up: bool) -> None:
-        """The libvirt connection went up or down."""
+    def connected(self, up: bool, host: str = "default") -> None:
+        """A host's libvirt connection went up or down."""
 
     def close(self) -> None:
         """Stop serving."""
@@ -73,9 +75,9 @@ class Metrics(Recorder):
         self._prom = prom
         self.registry = prom.CollectorRegistry()
         self._reconciles = prom.Counter("reconcile_reconciles", "VM passes by result",
-                                        ["result"], registry=self.registry)
+                                        ["host", "result"], registry=self.registry)
         self._steps = prom.Counter("reconcile_steps", "libvirt steps by action and outcome",
-                                   ["action", "outcome"], registry=self.registry)
+                                   ["host", "action", "outcome"], registry=self.registry)
         self._duration = prom.Histogram(
             "reconcile_pass_duration_seconds", "One VM's observe, plan and execute",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
@@ -87,20 +89,20 @@ class Metrics(Recorder):
                            registry=self.registry)
         depth.set_function(lambda: float(queue_depth()))
         self._connected = prom.Gauge("reconcile_libvirt_connected",
-                                     "1 while the libvirt connection is up",
-                                     registry=self.registry)
+                                     "1 while the host's libvirt connection is up",
+                                     ["host"], registry=self.registry)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    def reconciled(self, result: str, seconds: float) -> None:
-        self._reconciles.labels(result=result).inc()
+    def reconciled(self, result: str, seconds: float, host: str = "default") -> None:
+        self._reconciles.labels(host=host, result=result).inc()
         self._duration.observe(seconds)
 
-    def step(self, action: str, outcome: str) -> None:
-        self._steps.labels(action=action, outcome=outcome).inc()
+    def step(self, action: str, outcome: str, host: str = "default") -> None:
+        self._steps.labels(host=host, action=action, outcome=outcome).inc()
 
-    def connected(self, up: bool) -> None:
-        self._connected.set(1 if up else 0)
+    def connected(self, up: bool, host: str = "default") -> None:
+        self._connected.labels(host=host).set(1 if up else 0)
 
     def exposition(self) -> bytes:
         return bytes(self._prom.generate_latest(self.registry))

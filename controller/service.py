@@ -1,19 +1,24 @@
-"""`reconcile` without --once: keep the host converged until SIGTERM.
+"""`reconcile` without --once: keep the hosts converged until SIGTERM.
 
 Called by cli.py (`run_service(args)`). Three triggers turn changes into VM
 names on one work queue, and never decide what to do with them:
 
     manifest watcher (watch.py)     ─┐
-    libvirt lifecycle events         ├─▶ WorkQueue of names ─▶ workers ─▶ Engine.reconcile(spec)
-    periodic / SIGHUP / reconnect    ─┘   (workqueue.py)                  or Engine.prune(name)
+    libvirt lifecycle events         ├─▶ WorkQueue of names ─▶ workers ─▶ Fleet.reconcile(spec)
+    periodic / SIGHUP / reconnect    ─┘   (workqueue.py)                  or Fleet.prune(host, name)
     resync: every manifest + orphan
 
 A worker reads the manifests and the domain afresh for each name, under the
 VM's lock (the same one `--once` takes), so the service and a pipeline can
-work side by side. The main thread owns the rest: connecting (with backoff,
-a missing daemon is a log line, not a crash), resyncs, signals, sd_notify
-(READY after the first full pass, WATCHDOG while the loop runs, STATUS,
-STOPPING) and the optional metrics server.
+work side by side. The main thread owns the rest: connecting each host (in a
+thread of its own, with a deadline and backoff: a missing daemon is a log
+line, not a crash, and one host never holds up another), resyncs, signals,
+sd_notify (READY after the first full pass, WATCHDOG while the loop runs,
+STATUS, STOPPING) and the optional metrics server.
+
+Without hosts.yaml there is one host, the -c connection. With hosts, every host
+has its own connection, events, reconnects and metrics label; see fleet.py for
+placement, moves and what an unreachable host means for its VMs.
 """
 
 from __future__ import annotations
@@ -27,11 +32,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import partial
 from types import FrameType
 
-from .engine import Engine
 from .errors import ConnectionLost, HypervisorError, UsageError
-from .hypervisor import WatchedHypervisor, event_loop_alive
+from .fleet import DEFAULT_HOST, Fleet, HostLink
+from .hypervisor import Hypervisor, WatchedHypervisor, event_loop_alive
+from .inventory import Inventory, default_state_dir
 from .locks import VMLocks, default_lock_dir
 from .manifests import DEFAULT_DISK_ROOTS, LoadResult, load_directory
 from .metrics import Metrics, Recorder
@@ -62,6 +70,25 @@ _STATE_OF = {
 }
 
 
+@dataclass
+class _Connection:
+    """The main loop's view of one host's connection."""
+
+    connected: bool = False
+    lost: str | None = None  # set by the close callback, read by the loop
+    opener: threading.Thread | None = None
+    open_error: ConnectionLost | None = None
+    opened_at: float = 0.0
+    connected_at: float = 0.0
+    next_connect: float = 0.0
+    delay: float = CONNECT_BACKOFF[0]
+    said_unreachable: bool = False
+
+
+def metric_host(name: str) -> str:
+    return name or "default"
+
+
 def run_service(args: argparse.Namespace) -> int:
     """Run the service until SIGTERM/SIGINT; 0 after a clean shutdown."""
     logging.getLogger("watchdog").setLevel(logging.INFO)  # its debug log is every inotify event
@@ -80,11 +107,18 @@ class Service:
                                      strict_permissions=getattr(args, "strict_permissions",
                                                                 False))
         self.locks = VMLocks(args.lock_dir or default_lock_dir(), timeout=args.lock_timeout)
-        self.hypervisor = WatchedHypervisor(args.connect, on_event=self._on_event,
-                                            on_open=self._on_open, on_close=self._on_close)
+        from .cli import host_options
+
+        self.extra_hosts, self.only_host = host_options(getattr(args, "hosts", []))
+        self.manifests.extra_hosts = self.extra_hosts
         step_log = StepLog(args.step_log) if getattr(args, "step_log", None) else None
-        self.engine = Engine(self.hypervisor, self.locks, workers=args.workers,
-                             observer=chain(step_log, self._on_step))
+        self._connections: dict[str, _Connection] = {}
+        self.fleet = Fleet(
+            {}, args.connect, self.locks,
+            Inventory(getattr(args, "state_dir", None) or default_state_dir()),
+            workers=args.workers, connect_timeout=getattr(args, "connect_timeout", 10.0),
+            explicit_default=args.connect is not None,
+            observer=chain(step_log, self._on_step), make_hypervisor=self._watched)
         self.notifier = notifier or Notifier()
         self.metrics: Recorder = Recorder()
         self.watcher = ManifestWatcher(args.manifests, self._on_manifest_change)
@@ -99,74 +133,140 @@ class Service:
         self._step = threading.local()
 
         # Written by callbacks and signal handlers, read by the main loop.
-        self._connected = False
-        self._lost: str | None = None
         self._resync_reason: str | None = None
         self._stop_signal: str | None = None
         self._heartbeat = time.monotonic()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._workers: list[threading.Thread] = []
+        self._scope: set[str] = {DEFAULT_HOST}
+
+    def _watched(self, name: str, uri: str | None) -> Hypervisor:
+        return WatchedHypervisor(uri, on_event=partial(self._on_event, name),
+                                 on_open=partial(self._on_open, name),
+                                 on_close=partial(self._on_close, name))
+
+    def _links(self) -> list[HostLink]:
+        """The hosts this service converges now."""
+        return [self.fleet.links[name] for name in sorted(self._scope) if name in self.fleet.links]
+
+    def _take_hosts(self, load: LoadResult) -> None:
+        """Follow hosts.yaml: connections for new hosts, none for removed ones."""
+        for link in self.fleet.set_hosts(load.hosts):
+            log.info("host %s is no longer in the manifests; disconnecting", link.label)
+            self._connections.pop(link.name, None)
+            link.hypervisor.close()
+        scope = self.fleet.scope(load, self.only_host)
+        if not load.hosts and self.only_host is None:
+            scope = {DEFAULT_HOST}
+        for name in scope - self._scope:
+            if name in self.fleet.links and name not in self._connections:
+                log.info("watching host %s (%s)", self.fleet.links[name].label,
+                         self.fleet.links[name].uri or "the default libvirt URI")
+        self._scope = scope
+        for name in scope:
+            self._connections.setdefault(name, _Connection())
+
+    @property
+    def connected(self) -> bool:
+        """Whether any host this service converges is connected."""
+        return any(self._connections[link.name].connected for link in self._links()
+                   if link.name in self._connections)
 
     # --- the main loop -----------------------------------------------------------------
 
     def run(self) -> int:
         self._install_signals()
+        load = self.manifests.reload().load
+        if self.only_host is not None and self.only_host not in load.hosts:
+            raise UsageError(f"--host {self.only_host}: no such host in hosts.yaml or "
+                             "--host NAME=URI")
+        self._take_hosts(load)
         if self.args.metrics_address:
             self._serve_metrics(self.args.metrics_address)
-        load = self.manifests.reload().load
         if load.problem and not os.path.isdir(self.args.manifests):
             log.warning("waiting for manifest directory %s to appear", self.args.manifests)
         self.watcher.start()
-        for index in range(max(1, self.args.workers)):
+        for index in range(max(1, self.args.workers) * max(1, len(self._scope))):
             thread = threading.Thread(target=self._work, name=f"worker-{index + 1}", daemon=True)
             thread.start()
             self._workers.append(thread)
+        hosts = (", ".join(link.label for link in self._links()) if self.fleet.hosts
+                 else self.uri_text)
         log.info("service started: manifests %s, libvirt %s, %d workers, resync every %gs%s",
-                 self.args.manifests, self.uri_text, len(self._workers), self.args.resync,
+                 self.args.manifests, hosts, len(self._workers), self.args.resync,
                  ", pruning" if self.args.prune else "")
         self._loop()
         return self._shut_down()
 
     def _loop(self) -> None:
-        next_connect = connected_at = time.monotonic()
-        connect_delay = CONNECT_BACKOFF[0]
         next_resync = float("inf")
         next_ping = time.monotonic()
         watchdog = self.notifier.watchdog_interval
         while self._stop_signal is None:
             now = self._heartbeat = time.monotonic()
-            if self._lost is not None:
-                reason, self._lost = self._lost, None
-                log.warning("lost the libvirt connection to %s (%s); reconnecting",
-                            self.uri_text, reason)
-                if now - connected_at >= STABLE:
-                    next_connect, connect_delay = now, CONNECT_BACKOFF[0]
-                else:  # lost again right after connecting: keep backing off
-                    next_connect = now + connect_delay
-                    connect_delay = min(connect_delay * 2, CONNECT_BACKOFF[1])
-            if not self._connected and now >= next_connect:
-                error = self._connect()
-                if error is None:
-                    connected_at = time.monotonic()
-                else:
-                    log.warning("libvirt is not reachable: %s; retrying in %gs", error,
-                                connect_delay)
-                    next_connect = now + connect_delay
-                    connect_delay = min(connect_delay * 2, CONNECT_BACKOFF[1])
-            if self._connected and (self._resync_reason is not None or now >= next_resync):
+            deadlines = [now + TICK]
+            for link in self._links():
+                deadlines.append(self._tend(link, now))
+            if self.connected and (self._resync_reason is not None or now >= next_resync):
                 reason, self._resync_reason = self._resync_reason or "periodic", None
                 if self._resync(reason):
                     next_resync = time.monotonic() + self.args.resync
+            if self.connected:
+                deadlines.append(next_resync)
             self._maybe_ready()
             if watchdog is not None and now >= next_ping:
                 if self._alive():
                     self.notifier.watchdog()
                 next_ping = now + watchdog
             self.notifier.status(self.status_line())
-            deadlines = [next_resync if self._connected else next_connect, now + TICK]
             if watchdog is not None:
                 deadlines.append(next_ping)
             self._sleep(min(deadlines) - time.monotonic())
+
+    def _tend(self, link: HostLink, now: float) -> float:
+        """One host's connection: notice a loss, start or finish a (re)connect in its own
+        thread, back off. Returns when this host next needs the loop."""
+        state = self._connections[link.name]
+        where = link.hypervisor.uri or self.uri_text
+        if state.lost is not None:
+            reason, state.lost = state.lost, None
+            log.warning("lost the libvirt connection to %s (%s); reconnecting", where, reason)
+            if now - state.connected_at >= STABLE:
+                state.next_connect, state.delay = now, CONNECT_BACKOFF[0]
+            else:  # lost again right after connecting: keep backing off
+                state.next_connect = now + state.delay
+                state.delay = min(state.delay * 2, CONNECT_BACKOFF[1])
+        if state.opener is not None:
+            if state.opener.is_alive():
+                waited = now - state.opened_at
+                if waited >= self.fleet.connect_timeout and not state.said_unreachable:
+                    state.said_unreachable = True
+                    link.error = f"no answer from {where} within {self.fleet.connect_timeout:g}s"
+                    log.warning("host %s is unreachable: %s; still trying", link.label,
+                                link.error)
+                    self._fail_host_vms(link)
+                return now + max(0.1, min(1.0, self.fleet.connect_timeout - waited))
+            state.opener, error = None, state.open_error
+            if error is None:
+                state.connected_at = time.monotonic()
+                state.said_unreachable = False
+                if not state.connected:  # the connection was fine after all: no _on_open ran
+                    self._on_open(link.name)
+            else:
+                link.error = str(error)
+                log.warning("libvirt is not reachable: %s; retrying in %gs", error, state.delay)
+                state.next_connect = now + state.delay
+                state.delay = min(state.delay * 2, CONNECT_BACKOFF[1])
+                self._fail_host_vms(link)
+        if not state.connected and state.opener is None:
+            if now >= state.next_connect:
+                state.open_error, state.opened_at = None, now
+                state.opener = threading.Thread(target=self._connect, args=(link, state),
+                                                name=f"connect-{link.label}", daemon=True)
+                state.opener.start()
+                return now + min(1.0, self.fleet.connect_timeout)
+            return state.next_connect
+        return float("inf")
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -186,7 +286,7 @@ class Service:
     def _alive(self) -> bool:
         """The loop ticks (it is the caller), the workers and libvirt's event thread run."""
         workers = all(thread.is_alive() for thread in self._workers)
-        events = event_loop_alive() or not self._connected
+        events = event_loop_alive() or not self.connected
         return workers and events
 
     # --- signals -------------------------------------------------------------------------
@@ -207,40 +307,60 @@ class Service:
 
     # --- libvirt connection ----------------------------------------------------------------
 
-    def _connect(self) -> ConnectionLost | None:
-        """Connect or reconnect; the error when libvirt cannot be reached."""
+    def _connect(self, link: HostLink, state: _Connection) -> None:
+        """In a thread of its own: connect or reconnect one host, and wake the loop."""
         try:
-            if self.hypervisor.current() is None:
-                self.hypervisor.connect()
+            hypervisor = link.hypervisor
+            if isinstance(hypervisor, WatchedHypervisor) and hypervisor.current() is None:
+                hypervisor.connect()
             else:
-                self.hypervisor.reconnect()  # nothing to do if a worker reconnected already
+                hypervisor.reconnect()  # nothing to do if a worker reconnected already
         except ConnectionLost as error:
-            return error
-        if not self._connected:  # the connection was fine after all: no _on_open ran
-            self._on_open()
-        return None
-
-    def _on_open(self) -> None:
-        # Under the hypervisor's connection lock, in whichever thread reconnected.
-        first = not self._ready and self._first_pass is None
-        self._connected = True
-        self._resync_reason = "start" if first else "reconnected"
-        self.metrics.connected(True)
-        log.info("connected to %s; watching domain lifecycle events", self.hypervisor.uri)
+            state.open_error = error
         self._wake()
 
-    def _on_close(self, reason: str) -> None:
-        # In libvirt's event thread.
-        if self._connected:
-            self._connected = False
-            self._lost = reason
-            self.metrics.connected(False)
+    def _on_open(self, host: str) -> None:
+        # Under the hypervisor's connection lock, in whichever thread reconnected.
+        state = self._connections.get(host)
+        if state is None:
+            return
+        first = not self._ready and self._first_pass is None
+        state.connected = True
+        self.fleet.links[host].error = None
+        self._resync_reason = "start" if first else "reconnected"
+        self.metrics.connected(True, metric_host(host))
+        log.info("connected to %s; watching domain lifecycle events",
+                 self.fleet.links[host].hypervisor.uri)
+        self._wake()
+
+    def _on_close(self, host: str, reason: str) -> None:
+        # In libvirt's event thread (or a worker's).
+        state = self._connections.get(host)
+        if state is not None and state.connected:
+            state.connected = False
+            state.lost = reason
+            link = self.fleet.links.get(host)
+            if link is not None:
+                link.error = f"the connection was lost ({reason})"
+            self.metrics.connected(False, metric_host(host))
             self._wake()
 
-    def _on_event(self, name: str, event: str) -> None:
+    def _on_event(self, host: str, name: str, event: str) -> None:
         # In libvirt's event thread: only say which name to look at.
-        log.debug("libvirt event: %s %s", name, event)
+        log.debug("libvirt event on %s: %s %s", host or "default", name, event)
         self._enqueue([name], f"libvirt event '{event}'")
+
+    def _fail_host_vms(self, link: HostLink) -> None:
+        """The VMs placed on an unreachable host: failed (unknown), never absent."""
+        load = self.manifests.current()
+        names = [name for name, spec in load.specs.items()
+                 if self.fleet.host_of(spec) == link.name]
+        for name in names:
+            self._set_state(name, FAILED)
+            self._say(name, logging.WARNING, f"host {link.label} is unreachable: {link.error}")
+        with self._lock:
+            if self._first_pass is not None:
+                self._first_pass.difference_update(names)
 
     # --- triggers → names --------------------------------------------------------------------
 
@@ -251,6 +371,8 @@ class Service:
 
     def _on_manifest_change(self, touched: set[str]) -> None:
         load, names, before = self.manifests.reload(touched)
+        if load.hosts != before.hosts:
+            self._resync_reason = self._resync_reason or "hosts changed"
         self._note_invalid(load)
         self._enqueue(sorted(names), "manifest change")
         if load.prune_safe and not before.prune_safe and self.args.prune:
@@ -262,19 +384,37 @@ class Service:
         """Reload the manifests; queue every manifest's name and every orphan."""
         started = time.monotonic()
         load = self.manifests.reload().load
+        self._take_hosts(load)
         self.watcher.rearm()
         self._note_invalid(load)
-        try:
-            managed = self.hypervisor.managed_domains()
-        except ConnectionLost as error:
-            log.warning("resync (%s) cannot list domains: %s", reason, error)
-            self._on_close("error")
+        named = frozenset(load.specs) | frozenset(load.invalid_names)
+        orphans: set[str] = set()
+        listed = False
+        for link in self._links():
+            if not self._connections[link.name].connected:
+                continue
+            try:
+                snapshot = link.hypervisor.snapshot()
+                managed = link.hypervisor.managed_domains(snapshot, skip=named)
+            except ConnectionLost as error:
+                log.warning("resync (%s) cannot list the domains of %s: %s", reason,
+                            link.label, error)
+                self._on_close(link.name, "error")
+                continue
+            except HypervisorError as error:
+                log.warning("resync (%s): orphans on %s unknown: %s", reason, link.label, error)
+                listed = True
+                continue
+            listed = True
+            orphans |= managed
+            self.fleet.inventory.record(link.name, (set(snapshot.domains) & named) | managed)
+        if not listed:
             return False
-        except HypervisorError as error:
-            log.warning("resync (%s): orphans unknown: %s", reason, error)
-            managed = set()
-        orphans = managed - set(load.specs) - load.invalid_names
-        names = set(load.specs) | orphans
+        placed = {name for name, spec in load.specs.items()
+                  if self.fleet.host_of(spec) in self._scope}
+        unreachable = [link for link in self._links()
+                       if not self._connections[link.name].connected]
+        names = placed | orphans
         with self._lock:
             self._orphans = orphans
             for name in set(self._states) - names - load.invalid_names:
@@ -282,6 +422,9 @@ class Service:
             if not self._ready:
                 self._first_pass = set(names)
         self._enqueue(sorted(names), f"resync ({reason})")
+        for link in unreachable:
+            if link.error:
+                self._fail_host_vms(link)
         level = logging.DEBUG if reason == "periodic" else logging.INFO
         log.log(level, "resync (%s): %d VMs, %d orphans queued (%.0f ms)", reason,
                 len(load.specs), len(orphans), (time.monotonic() - started) * 1000)
@@ -326,31 +469,45 @@ class Service:
     def _process(self, name: str) -> bool:
         """Look at one name once. False when it could not be looked at (no connection)."""
         why = self._why.pop(name, "")
-        if not self._connected:
-            log.debug("%s: not connected; the resync after reconnecting covers it", name)
-            return False
         load = self.manifests.current()
         spec = load.specs.get(name)
         if spec is not None:
+            host = self.fleet.host_of(spec)
+            if host not in self._scope:
+                log.debug("%s: placed on host %s, not handled here", name, host)
+                self._forget(name)
+                return True
+            link = self.fleet.links[host]
+            if not self._connections[host].connected:
+                if link.error:
+                    self._fail_host_vms(link)
+                log.debug("%s: %s not connected; the resync after connecting covers it",
+                          name, link.label)
+                return bool(link.error)
             started = time.monotonic()
-            outcome = self.engine.reconcile(spec)
+            self._step.host = host
+            outcome = self.fleet.reconcile(spec)
             self._finish_steps()
             self._record(outcome, time.monotonic() - started, why)
         elif name in load.invalid_names:
             self._set_state(name, FAILED)
             self._say(name, logging.WARNING, "its manifest is invalid; leaving the domain as it is")
         else:
+            if not self.connected:
+                return False
             self._orphan(name, load, why)
         return True
 
     def _record(self, outcome: Outcome, seconds: float, why: str) -> None:
         name, result = outcome.name, outcome.result
-        self.metrics.reconciled(result.value, seconds)
+        host = outcome.host or DEFAULT_HOST
+        self.metrics.reconciled(result.value, seconds, metric_host(host))
         self._set_state(name, _STATE_OF.get(result, FAILED))
         steps = ", ".join(step.action.value for step in outcome.steps)
         if result is Result.FAILED:
-            if not self.hypervisor.alive():
-                self._on_close("error")  # the resync after reconnecting retries it
+            link = self.fleet.links.get(host)
+            if link is not None and not link.hypervisor.alive():
+                self._on_close(host, "error")  # the resync after reconnecting retries it
                 self._say(name, logging.WARNING, f"failed while libvirt was away: {outcome.error}")
                 return
             delay = self.queue.add_rate_limited(name)
@@ -371,17 +528,29 @@ class Service:
             self._say(name, logging.DEBUG, f"{result.value} after {why}", once=False)
 
     def _orphan(self, name: str, load: LoadResult, why: str) -> None:
-        try:
-            observed = self.hypervisor.observe(name)
-        except HypervisorError as error:
-            if not self.hypervisor.alive():
-                self._on_close("error")
-            self._say(name, logging.WARNING, f"cannot tell whether it is an orphan: {error}")
-            return
-        if not observed.exists or not observed.managed:
+        """`name` has no manifest: prune it on each connected host where it is managed."""
+        hosts = []
+        for link in self._links():
+            if not self._connections[link.name].connected:
+                continue
+            try:
+                observed = link.hypervisor.observe(name)
+            except HypervisorError as error:
+                if not link.hypervisor.alive():
+                    self._on_close(link.name, "error")
+                self._say(name, logging.WARNING, f"cannot tell whether it is an orphan on "
+                                                 f"{link.label}: {error}")
+                return
+            if observed.exists and observed.managed:
+                hosts.append(link.name)
+        if not hosts:
             log.debug("%s: neither in the manifests nor a managed domain; ignored", name)
             self._forget(name)
             return
+        for host in hosts:
+            self._orphan_on(host, name, load, why)
+
+    def _orphan_on(self, host: str, name: str, load: LoadResult, why: str) -> None:
         self._set_state(name, ORPHAN)
         with self._lock:
             self._orphans.add(name)
@@ -398,21 +567,28 @@ class Service:
             self.queue.add_after(name, settle)
             return
         fresh = load_directory(self.manifests.directory, disk_roots=self.manifests.disk_roots,
-                               strict_permissions=self.manifests.strict_permissions)
+                               strict_permissions=self.manifests.strict_permissions,
+                               extra_hosts=self.extra_hosts)
         if name in fresh.specs or name in fresh.invalid_names or not fresh.prune_safe:
             return  # the directory changed again: the watcher queues it with the new state
-        try:
-            orphans = self.hypervisor.managed_domains() - set(fresh.specs) - fresh.invalid_names
-        except HypervisorError as error:
-            self._say(name, logging.WARNING, f"orphan not pruned: {error}")
-            return
-        if len(orphans) > self.args.max_prune:
+        orphans = 0
+        for link in self._links():
+            if not self._connections[link.name].connected:
+                continue
+            try:
+                orphans += len(link.hypervisor.managed_domains()
+                               - set(fresh.specs) - fresh.invalid_names)
+            except HypervisorError as error:
+                self._say(name, logging.WARNING, f"orphan not pruned: {error}")
+                return
+        if orphans > self.args.max_prune:
             self._set_state(name, FAILED)
-            self._say(name, logging.ERROR, f"orphan not pruned: {len(orphans)} orphans exceed "
+            self._say(name, logging.ERROR, f"orphan not pruned: {orphans} orphans exceed "
                                            f"--max-prune {self.args.max_prune}")
             return
         started = time.monotonic()
-        outcome = self.engine.prune(name)
+        self._step.host = host
+        outcome = self.fleet.prune(host, name)
         self._finish_steps()
         self._record(outcome, time.monotonic() - started, why)
         if outcome.result is Result.PRUNED:
@@ -425,16 +601,22 @@ class Service:
         pending: Step | None = getattr(self._step, "pending", None)
         if phase == "start":
             if pending is not None:  # the previous step ended in an error the engine handled
-                self.metrics.step(pending.action.value, "failed")
+                self.metrics.step(pending.action.value, "failed", self._step_host(pending))
             self._step.pending = step
         else:
-            self.metrics.step(step.action.value, "done")
+            self.metrics.step(step.action.value, "done", self._step_host(step))
             self._step.pending = None
+
+    def _step_host(self, step: Step) -> str:
+        """The metrics label of where a step ran: a move's steps say; others run on the
+        host of the VM the worker is on."""
+        return metric_host(step.host if step.host is not None
+                           else getattr(self._step, "host", DEFAULT_HOST))
 
     def _finish_steps(self) -> None:
         pending: Step | None = getattr(self._step, "pending", None)
         if pending is not None:
-            self.metrics.step(pending.action.value, "failed")
+            self.metrics.step(pending.action.value, "failed", self._step_host(pending))
             self._step.pending = None
 
     def _set_state(self, name: str, state: str) -> None:
@@ -476,9 +658,16 @@ class Service:
             text += f", {counts[OUT_OF_SYNC]} out of sync"
         if counts.get(ORPHAN):
             text += f", {counts[ORPHAN]} orphans"
-        if not self._connected:
+        down = self._unreachable()
+        if down and not self.fleet.hosts:
             text += f"; libvirt unreachable ({self.uri_text})"
+        elif down:
+            text += f"; unreachable: {', '.join(down)}"
         return text
+
+    def _unreachable(self) -> list[str]:
+        return [link.label for link in self._links()
+                if link.name in self._connections and not self._connections[link.name].connected]
 
     # --- metrics ---------------------------------------------------------------------------------
 
@@ -496,20 +685,26 @@ class Service:
         except OSError as error:
             raise UsageError(f"cannot serve metrics on {address}: "
                              f"{error.strerror or error}") from error
-        metrics.connected(False)
+        for name in self._scope:
+            metrics.connected(False, metric_host(name))
         self.metrics = metrics
         log.info("metrics on http://%s:%d/metrics and /healthz",
                  f"[{host}]" if ":" in host else host, port)
 
     def health(self) -> tuple[bool, str]:
-        if not self._connected:
-            return False, f"libvirt unreachable ({self.uri_text})"
+        """Healthy while the loop runs and some host is connected; with several hosts, one
+        host down is the host's trouble, reported in the reason, not the service's."""
+        if not self.connected:
+            if not self.fleet.hosts:
+                return False, f"libvirt unreachable ({self.uri_text})"
+            return False, f"no host reachable: {', '.join(self._unreachable())}"
         stale = time.monotonic() - self._heartbeat
         if stale > 3 * TICK:
             return False, f"service loop stuck for {stale:.0f}s"
         if not self._alive():
             return False, "a worker or the libvirt event thread died"
-        return True, "ok"
+        down = self._unreachable()
+        return True, f"ok; unreachable: {', '.join(down)}" if down else "ok"
 
     # --- shutting down ---------------------------------------------------------------------------
 
@@ -523,7 +718,10 @@ class Service:
         finished = self.queue.wait_idle(SHUTDOWN_TIMEOUT)
         for thread in self._workers:
             thread.join(timeout=1)
-        self.hypervisor.close()
+        for link in list(self.fleet.links.values()):
+            state = self._connections.get(link.name)
+            if state is None or state.opener is None or not state.opener.is_alive():
+                link.hypervisor.close()  # an open still in flight holds the connection lock
         self.metrics.close()
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)

@@ -279,6 +279,7 @@ class ManifestSet:
         self.directory = directory
         self.disk_roots = list(disk_roots)
         self.strict_permissions = strict_permissions
+        self.extra_hosts: dict[str, str] = {}  # --host NAME=URI
         self._load = LoadResult(directory=directory, problem="not loaded yet")
         self._lock = threading.Lock()
         self._loaded = False
@@ -294,7 +295,8 @@ class ManifestSet:
         with self._lock:
             before = self._load
             after = load_directory(self.directory, disk_roots=self.disk_roots,
-                                   strict_permissions=self.strict_permissions)
+                                   strict_permissions=self.strict_permissions,
+                                   extra_hosts=self.extra_hosts)
             self._load = after
             first, self._loaded = not self._loaded, True
             if before.specs != after.specs:

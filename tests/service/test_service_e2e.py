@@ -213,7 +213,7 @@ def test_reconnects_after_a_libvirtd_restart(host: Host, manifests: Path, prefix
     base = "http://" + re.search(r"metrics on http://(\S+)/metrics",  # type: ignore[union-attr]
                                  service.wait_log("metrics on")[0]).group(1)
     assert _get(base + "/healthz") == (200, "ok\n")
-    assert 'reconcile_libvirt_connected 1.0' in _get(base + "/metrics")[1]
+    assert 'reconcile_libvirt_connected{host="default"} 1.0' in _get(base + "/metrics")[1]
 
     host.sandbox.stop_daemon()
     service.wait_log(r"lost the libvirt connection .*; reconnecting")
@@ -221,7 +221,7 @@ def test_reconnects_after_a_libvirtd_restart(host: Host, manifests: Path, prefix
                             what="STATUS saying libvirt is unreachable")
     code, body = _get(base + "/healthz")
     assert code == 503 and "libvirt unreachable" in body
-    assert 'reconcile_libvirt_connected 0.0' in _get(base + "/metrics")[1]
+    assert 'reconcile_libvirt_connected{host="default"} 0.0' in _get(base + "/metrics")[1]
     # A change while libvirtd is away is acted on once it is back.
     (manifests / "late.yaml").write_text(vm_manifest(late))
     service.wait_log(r"manifests added: " + re.escape(late))
@@ -232,8 +232,8 @@ def test_reconnects_after_a_libvirtd_restart(host: Host, manifests: Path, prefix
     assert _domain(host, vm) == first  # the guest survived the restart and was left alone
     wait_until(lambda: _get(base + "/healthz") == (200, "ok\n"), what="/healthz 200 again")
     metrics = _get(base + "/metrics")[1]
-    assert 'reconcile_reconciles_total{result="converged"}' in metrics
-    assert 'reconcile_steps_total{action="start",outcome="done"}' in metrics
+    assert 'reconcile_reconciles_total{host="default",result="converged"}' in metrics
+    assert 'reconcile_steps_total{action="start",host="default",outcome="done"}' in metrics
     assert service.stop() == 0
 
 

@@ -146,23 +146,25 @@ def test_metrics_and_healthz_over_http() -> None:
     try:
         base = f"http://{host}:{port}"
         metrics.connected(True)
+        metrics.connected(False, host="kvm-2")
         metrics.reconciled("converged", 0.3)
         metrics.reconciled("unchanged", 0.01)
         metrics.step("define", "done")
-        metrics.step("start", "failed")
+        metrics.step("start", "failed", host="kvm-2")
         code, body = _get(base + "/metrics")
         assert code == 200
         lines = set(body.splitlines())
         for expected in (
-            'reconcile_reconciles_total{result="converged"} 1.0',
-            'reconcile_reconciles_total{result="unchanged"} 1.0',
-            'reconcile_steps_total{action="define",outcome="done"} 1.0',
-            'reconcile_steps_total{action="start",outcome="failed"} 1.0',
+            'reconcile_reconciles_total{host="default",result="converged"} 1.0',
+            'reconcile_reconciles_total{host="default",result="unchanged"} 1.0',
+            'reconcile_steps_total{action="define",host="default",outcome="done"} 1.0',
+            'reconcile_steps_total{action="start",host="kvm-2",outcome="failed"} 1.0',
             'reconcile_vms{state="in_sync"} 2.0',
             'reconcile_vms{state="out_of_sync"} 0.0',
             'reconcile_vms{state="failed"} 1.0',
             "reconcile_queue_depth 3.0",
-            "reconcile_libvirt_connected 1.0",
+            'reconcile_libvirt_connected{host="default"} 1.0',
+            'reconcile_libvirt_connected{host="kvm-2"} 0.0',
             "reconcile_pass_duration_seconds_count 2.0",
         ):
             assert expected in lines, expected
