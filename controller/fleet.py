@@ -115,6 +115,7 @@ class Fleet:
 
     def __post_init__(self) -> None:
         self.links = {}
+        self._placed: dict[str, list[str]] = {}  # host -> names of the VMs placed there
         self.set_hosts(self.hosts)
 
     def set_hosts(self, hosts: Mapping[str, str]) -> list[HostLink]:
@@ -182,7 +183,8 @@ class Fleet:
         try:
             if not link.hypervisor.alive():
                 link.hypervisor.reconnect()
-            listing = link.engine.take_snapshot(sorted(named))
+            # the lock probe, for the VMs placed here: the listing is trusted only for them
+            listing = link.engine.take_snapshot(sorted(self._placed.get(link.name, ())))
             orphans = link.hypervisor.managed_domains(listing.hypervisor, skip=named)
         except HypervisorError as error:
             link.error = str(error)
@@ -224,6 +226,9 @@ class Fleet:
         own = self.scope(load, only_host)
         specs = [spec for _, spec in sorted(load.specs.items()) if self.host_of(spec) in own]
         named = frozenset(load.specs) | frozenset(load.invalid_names)
+        self._placed = {}
+        for spec in specs:
+            self._placed.setdefault(self.host_of(spec), []).append(spec.name)
         self.open(own, named)
         if only_host is None or any(not self._listed_on(spec, self.links[only_host])
                                     for spec in specs):
@@ -325,6 +330,9 @@ class Fleet:
             unknown = [link.label for link in self.links.values()
                        if link is not target and link.error is not None
                        and self.inventory.held(link.name, spec.name)]
+            unknown += [f"{host_label(host)} (no longer in hosts.yaml)"
+                        for host in self.inventory.holders(spec.name)
+                        if host not in self.links]
             if unknown:
                 return Outcome(spec.name, spec.source, Result.FAILED, error=(
                     f"unknown: host {', '.join(unknown)} held this VM at its last listing and "
@@ -405,8 +413,12 @@ class Fleet:
                                host=target.name))
             after = [Step(Action.UNDEFINE, f"{move}: done", host=source.name)]
 
-        if self.dry_run:
-            return self._planned_move(spec, target, src, before, after)
+        if self.dry_run or spec.suspend:
+            planned = self._planned_move(spec, target, src, before, after)
+            if spec.suspend:
+                planned.result = Result.SUSPENDED
+                planned.note = "drift found; spec.suspend is set, nothing was changed"
+            return planned
         hosts = {name: link.hypervisor for name, link in self.links.items()}
         try:
             done = execute(target.hypervisor, spec.name, tuple(before), retry=self.retry,

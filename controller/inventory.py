@@ -63,11 +63,11 @@ class Inventory:
     def record(self, host: str, names: Iterable[str]) -> None:
         """A complete listing of `host`: its entry becomes exactly `names`."""
         listed = set(names)
-        with self._lock:
+        with self._lock:  # held while writing: two writers must not reorder their snapshots
             if self._hosts.get(host) == listed:
                 return
             self._hosts[host] = listed
-        self._write({host: listed})
+            self._write({host: listed})
 
     def add(self, host: str, name: str) -> None:
         """`host` holds `name` now (it was just defined there)."""
@@ -75,16 +75,14 @@ class Inventory:
             if name in self._hosts.get(host, ()):
                 return
             self._hosts.setdefault(host, set()).add(name)
-            changed = {host: set(self._hosts[host])}
-        self._write(changed)
+            self._write({host: set(self._hosts[host])})
 
     def moved(self, name: str, source: str, target: str) -> None:
         """A VM left `source` for `target`."""
         with self._lock:
             self._hosts.setdefault(source, set()).discard(name)
             self._hosts.setdefault(target, set()).add(name)
-            changed = {source: set(self._hosts[source]), target: set(self._hosts[target])}
-        self._write(changed)
+            self._write({source: set(self._hosts[source]), target: set(self._hosts[target])})
 
     # --- the file --------------------------------------------------------------
 

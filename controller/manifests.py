@@ -10,6 +10,7 @@ others from being reconciled. A name seen in an invalid document is kept in
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import re
@@ -20,7 +21,6 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import fastjsonschema
 import yaml
 
 from .domainxml import disk_target_name
@@ -75,6 +75,7 @@ class LoadResult:
     documents: int = 0  # VirtualMachine documents, valid or not
     warnings: list[str] = field(default_factory=list)  # e.g. files others may write
     hosts: dict[str, str] = field(default_factory=dict)  # hosts.yaml and --host NAME=URI
+    hosts_documents: int = 0  # Hosts documents seen in hosts.yaml, valid or not
 
     @property
     def prune_safe(self) -> bool:
@@ -155,16 +156,15 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
     candidates: list[tuple[str, int, dict[str, Any]]] = []
     walk_errors: list[OSError] = []
     checked_folders: dict[Path, str | None] = {}
-    for path in _manifest_files(root, walk_errors):
-        relative = str(path.relative_to(root))
+    for folder, path, relative in _manifest_files(root, walk_errors):
         if not relative.isprintable() and any("\udc80" <= ch <= "\udcff" for ch in relative):
             # undecodable bytes: shown as \xNN, so reports stay valid UTF-8
             shown = relative.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
             result.invalid.append(Invalid(shown, None, "", "the file name is not valid UTF-8"))
             continue
-        if path.parent not in checked_folders:
-            checked_folders[path.parent] = _unsafe_permissions(path.parent)
-        unsafe = checked_folders[path.parent] or _unsafe_permissions(path)
+        if folder not in checked_folders:
+            checked_folders[folder] = _unsafe_permissions(folder)
+        unsafe = checked_folders[folder] or _unsafe_permissions(path)
         if unsafe:
             if strict_permissions:
                 result.invalid.append(Invalid(relative, None, "",
@@ -196,8 +196,8 @@ def _read_hosts(document: dict[str, Any], relative: str, index: int,
         result.invalid.append(Invalid(relative, index, "kind", "a Hosts document belongs in "
                                       f"{HOSTS_FILE} at the root of the manifest tree"))
         return
-    if result.hosts or any(entry.file == HOSTS_FILE and entry.path == "kind"
-                           for entry in result.invalid):
+    result.hosts_documents += 1
+    if result.hosts_documents > 1:
         result.invalid.append(Invalid(relative, index, "kind",
                                       f"{HOSTS_FILE} holds more than one Hosts document"))
         return
@@ -221,14 +221,17 @@ def _unsafe_permissions(path: Path) -> str | None:
     return None
 
 
-def _manifest_files(root: Path, errors: list[OSError]) -> Iterator[Path]:
+def _manifest_files(root: Path, errors: list[OSError]) -> Iterator[tuple[Path, Path, str]]:
+    """(folder, file, file relative to root) of every manifest file, in a stable order."""
     for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        folder = Path(dirpath)
+        inside = os.path.relpath(dirpath, root)  # once per folder: pathlib is slow per file
         for name in sorted(filenames):
             if name.startswith(".") or _EDITOR_LEFTOVERS.search(name):
                 continue
             if name.endswith((".yaml", ".yml")):
-                yield Path(dirpath, name)
+                yield folder, folder / name, name if inside == "." else f"{inside}/{name}"
 
 
 _STR_TAG = "tag:yaml.org,2002:str"
@@ -267,7 +270,7 @@ class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ign
             tag = super().resolve(kind, value, implicit)
             if len(_RESOLVED) < 4096:
                 _RESOLVED[key] = tag
-        return tag  # type: ignore[no-any-return]
+        return tag
 
 
 _RESOLVED: dict[tuple[type, Any, Any], str] = {}
@@ -431,10 +434,63 @@ def _name_of(document: Any) -> str | None:
     return None
 
 
+_GENERATED = Path(__file__).with_name("_fastschema.py")
+
+
 @cache
 def _fast_validator() -> Callable[[Any], Any]:
+    """fastjsonschema's validator for the schema. Compiling it costs ~10 ms per process
+    (it generates and compiles 80 kB of Python), so a copy generated ahead is kept in
+    _fastschema.py and imported from its cached bytecode instead, but only while it was
+    generated from this very schema file (its SHA-256); regenerate it with
+    `python -c 'import controller.manifests as m; m.write_fast_validator()'`."""
+    try:
+        from . import _fastschema
+    except ImportError:
+        pass
+    else:
+        if getattr(_fastschema, "SCHEMA_SHA256", None) == _schema_digest():
+            generated: Callable[[Any], Any] = _fastschema.validate
+            return generated
+    import fastjsonschema
+
     validate: Callable[[Any], Any] = fastjsonschema.compile(schema())
     return validate
+
+
+def _schema_digest() -> str:
+    schema_file = Path(__file__).with_name("schemas") / "virtualmachine.schema.json"
+    return hashlib.sha256(schema_file.read_bytes()).hexdigest()
+
+
+def fast_validator_source() -> str:
+    """The text of _fastschema.py: fastjsonschema's code for the schema, made independent
+    of fastjsonschema itself (only pass or raise matters: any doubt goes to jsonschema)."""
+    import fastjsonschema
+
+    code = fastjsonschema.compile_to_code(schema())
+    imported = "from fastjsonschema import JsonSchemaValueException, JsonSchemaValuesException"
+    if imported not in code:
+        raise RuntimeError("fastjsonschema's generated code changed shape; look at it first")
+    code = code.replace(imported, (
+        "class JsonSchemaValueException(ValueError):\n"
+        "    def __init__(self, message='', *args, **kwargs):\n"
+        "        super().__init__(message)\n\n\n"
+        "JsonSchemaValuesException = JsonSchemaValueException"))
+    main = re.search(r"^def (validate_\w+)\(", code, re.MULTILINE)
+    if main is None:
+        raise RuntimeError("no validation function in fastjsonschema's generated code")
+    return (f'"""Generated from schemas/virtualmachine.schema.json by fastjsonschema '
+            f'{fastjsonschema.VERSION}; do not edit.\n\nRegenerate with '
+            f"`python -c 'import controller.manifests as m; m.write_fast_validator()'`; "
+            f'controller/manifests.py\nuses it only while SCHEMA_SHA256 matches the schema '
+            f'file."""\n# ruff: noqa\n# mypy: ignore-errors\n\n'
+            f'SCHEMA_SHA256 = "{_schema_digest()}"\n\n{code.strip()}\n\n\n'
+            f"validate = {main.group(1)}\n")
+
+
+def write_fast_validator() -> None:
+    _GENERATED.write_text(fast_validator_source(), encoding="utf-8")
 
 
 def _fast_valid(document: Any) -> bool:

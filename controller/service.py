@@ -254,7 +254,8 @@ class Service:
                     self._on_open(link.name)
             else:
                 link.error = str(error)
-                log.warning("libvirt is not reachable: %s; retrying in %gs", error, state.delay)
+                log.warning("%slibvirt is not reachable: %s; retrying in %gs",
+                            f"host {link.label}: " if self.fleet.hosts else "", error, state.delay)
                 state.next_connect = now + state.delay
                 state.delay = min(state.delay * 2, CONNECT_BACKOFF[1])
                 self._fail_host_vms(link)
