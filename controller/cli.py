@@ -27,7 +27,6 @@ from . import __version__, render
 from .engine import Engine
 from .errors import ConnectionLost, ReconcileError, UsageError
 from .hypervisor import Hypervisor
-from .inventory import Inventory, default_state_dir
 from .locks import VMLocks, default_lock_dir
 from .manifests import DEFAULT_DISK_ROOTS, HOSTS_FILE, LoadResult, load_directory, schema
 from .model import Outcome, Result
@@ -35,6 +34,7 @@ from .progress import Progress
 from .steplog import StepLog, chain
 
 if TYPE_CHECKING:
+    from .executor import StepObserver
     from .fleet import Fleet
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CHANGES = 0, 1, 2, 3
@@ -253,15 +253,17 @@ def _load(args: argparse.Namespace) -> LoadResult:
     return load
 
 
-def _fleet(args: argparse.Namespace, load: LoadResult, *, dry_run: bool) -> Fleet:
+def _fleet(args: argparse.Namespace, load: LoadResult, *, dry_run: bool,
+           observer: StepObserver | None = None) -> Fleet:
     from .fleet import Fleet
+    from .inventory import Inventory, default_state_dir  # several hosts only
 
     locks = None if dry_run else VMLocks(args.lock_dir or default_lock_dir(),
                                          timeout=args.lock_timeout)
     return Fleet(load.hosts, args.connect, locks,
                  Inventory(args.state_dir or default_state_dir(), writable=not dry_run),
                  dry_run=dry_run, workers=args.workers, connect_timeout=args.connect_timeout,
-                 explicit_default=args.connect is not None)
+                 explicit_default=args.connect is not None, observer=observer)
 
 
 def _style() -> render.Style:
@@ -347,12 +349,12 @@ def _print_once(args: argparse.Namespace, load: LoadResult, outcomes: list[Outco
 def _once_many_hosts(args: argparse.Namespace, load: LoadResult) -> int:
     """--once over several hosts (see fleet.py); exit 1 also when a host is unreachable."""
     _, only = host_options(args.hosts)
-    fleet = _fleet(args, load, dry_run=args.dry_run)
     progress = None
     if args.output == "text" and sys.stderr.isatty() and not args.verbose:
         progress = Progress(len(load.specs))
     step_log = StepLog(args.step_log) if args.step_log and not args.dry_run else None
-    fleet.observer = chain(step_log, progress.step if progress else None)
+    fleet = _fleet(args, load, dry_run=args.dry_run,
+                   observer=chain(step_log, progress.step if progress else None))
     try:
         report = fleet.run_pass(load, prune=args.prune, max_prune=args.max_prune,
                                 only_host=only,

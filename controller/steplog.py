@@ -4,6 +4,7 @@ Any number of processes (the service, pipeline runs) may append to the same file
 each line is written with one O_APPEND write, which the kernel keeps whole. A line:
 {"time": 1764096000.123456, "pid": 4242, "vm": "web-1", "action": "define",
  "phase": "start" | "done", "reason": "memory 512 MiB → 1 GiB"}
+and, for the steps of a move between hosts, "host": the host the step ran on.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ class StepLog:
             raise UsageError(f"cannot open step log {path}: {exc.strerror}") from exc
 
     def __call__(self, name: str, step: Step, phase: str) -> None:
-        line = json.dumps({"time": time.time(), "pid": os.getpid(), "vm": name,
-                           "action": step.action.value, "phase": phase,
-                           "reason": step.reason}, ensure_ascii=False)
+        entry = {"time": time.time(), "pid": os.getpid(), "vm": name,
+                 "action": step.action.value, "phase": phase, "reason": step.reason}
+        if step.host is not None:  # a move's step names the host it runs on
+            entry["host"] = step.host or "(-c)"
+        line = json.dumps(entry, ensure_ascii=False)
         os.write(self._fd, (line + "\n").encode("utf-8"))
 
 
