@@ -11,14 +11,13 @@ in one process), and not between processes (the service and a pipeline's
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
 from .errors import LockTimeout, UsageError
 
@@ -61,46 +60,38 @@ class VMLocks:
     def __init__(self, directory: str, *, timeout: float = 300.0):
         self.directory = Path(directory)
         self.timeout = timeout
+        self._folder = str(self.directory)  # str paths: pathlib costs more than the syscalls
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise UsageError(f"cannot create lock directory {directory}: {exc.strerror}") from exc
 
     def path_for(self, name: str) -> Path:
-        if _SAFE_NAME.match(name):
-            return self.directory / f"{name}.lock"
-        digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-        return self.directory / f"_{digest}.lock"
+        return Path(self._file(name))
 
-    @contextmanager
-    def hold(self, name: str, *, timeout: float | None = None) -> Iterator[Held]:
-        """Hold `name`'s lock. Raises LockTimeout after `timeout` seconds (default: the
-        instance's).
+    def _file(self, name: str) -> str:
+        if _SAFE_NAME.match(name):
+            return f"{self._folder}/{name}.lock"
+        import hashlib  # rare: not worth its ~2 ms import (OpenSSL) in every run
+
+        digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+        return f"{self._folder}/_{digest}.lock"
+
+    def hold(self, name: str, *, timeout: float | None = None) -> _Hold:
+        """Hold `name`'s lock: `with locks.hold(name) as held: ...`. Raises LockTimeout
+        after `timeout` seconds (default: the instance's).
 
         Every holder stamps the file's mtime when it takes and when it releases the
         lock, so the next holder can tell whether anyone held it since a given time.
         """
-        limit = self.timeout if timeout is None else timeout
-        path = self.path_for(name)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            waited = self._acquire(fd, name, limit)
-            try:
-                previous = os.fstat(fd).st_mtime_ns
-                os.utime(fd)
-                yield Held(waited=waited, previous_touch_ns=previous)
-            finally:
-                os.utime(fd)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+        return _Hold(self._file(name), name, self.timeout if timeout is None else timeout)
 
     def held_now(self, names: Iterable[str]) -> set[str]:
         """The names whose lock some holder has at this moment (a probe; stamps nothing)."""
         busy = set()
         for name in names:
             try:
-                fd = os.open(self.path_for(name), os.O_RDONLY | os.O_CLOEXEC)
+                fd = os.open(self._file(name), os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
                 continue
             try:
@@ -135,3 +126,48 @@ class VMLocks:
                 return True
             except BlockingIOError:
                 continue
+
+
+class _Hold:
+    """VMLocks.hold's context manager (a class: a generator-based one costs more per VM
+    than the lock's system calls)."""
+
+    __slots__ = ("_fd", "_limit", "_name", "_path")
+
+    def __init__(self, path: str, name: str, limit: float):
+        self._path = path
+        self._name = name
+        self._limit = limit
+        self._fd = -1
+
+    def __enter__(self) -> Held:
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            waited = VMLocks._acquire(fd, self._name, self._limit)
+            try:
+                previous = os.fstat(fd).st_mtime_ns
+                os.utime(fd)
+            except BaseException:
+                _release(fd)
+                raise
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return Held(waited=waited, previous_touch_ns=previous)
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        fd, self._fd = self._fd, -1
+        try:
+            _release(fd)
+        finally:
+            os.close(fd)
+
+
+def _release(fd: int) -> None:
+    """Stamp the release, then unlock (closing the file would unlock it too)."""
+    try:
+        os.utime(fd)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)

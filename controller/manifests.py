@@ -10,7 +10,6 @@ others from being reconciled. A name seen in an invalid document is kept in
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import re
@@ -442,14 +441,14 @@ def _fast_validator() -> Callable[[Any], Any]:
     """fastjsonschema's validator for the schema. Compiling it costs ~10 ms per process
     (it generates and compiles 80 kB of Python), so a copy generated ahead is kept in
     _fastschema.py and imported from its cached bytecode instead, but only while it was
-    generated from this very schema file (its SHA-256); regenerate it with
+    generated from this very schema file (it keeps the file's text); regenerate it with
     `python -c 'import controller.manifests as m; m.write_fast_validator()'`."""
     try:
         from . import _fastschema
     except ImportError:
         pass
     else:
-        if getattr(_fastschema, "SCHEMA_SHA256", None) == _schema_digest():
+        if getattr(_fastschema, "SCHEMA_TEXT", None) == _schema_text():
             generated: Callable[[Any], Any] = _fastschema.validate
             return generated
     import fastjsonschema
@@ -458,9 +457,9 @@ def _fast_validator() -> Callable[[Any], Any]:
     return validate
 
 
-def _schema_digest() -> str:
+def _schema_text() -> str:
     schema_file = Path(__file__).with_name("schemas") / "virtualmachine.schema.json"
-    return hashlib.sha256(schema_file.read_bytes()).hexdigest()
+    return schema_file.read_text(encoding="utf-8")
 
 
 def fast_validator_source() -> str:
@@ -483,9 +482,9 @@ def fast_validator_source() -> str:
     return (f'"""Generated from schemas/virtualmachine.schema.json by fastjsonschema '
             f'{fastjsonschema.VERSION}; do not edit.\n\nRegenerate with '
             f"`python -c 'import controller.manifests as m; m.write_fast_validator()'`; "
-            f'controller/manifests.py\nuses it only while SCHEMA_SHA256 matches the schema '
-            f'file."""\n# ruff: noqa\n# mypy: ignore-errors\n\n'
-            f'SCHEMA_SHA256 = "{_schema_digest()}"\n\n{code.strip()}\n\n\n'
+            f'controller/manifests.py\nuses it only while SCHEMA_TEXT is the schema '
+            f'file\'s text."""\n# ruff: noqa\n# mypy: ignore-errors\n\n'
+            f'SCHEMA_TEXT = {_schema_text()!r}\n\n{code.strip()}\n\n\n'
             f"validate = {main.group(1)}\n")
 
 

@@ -375,9 +375,10 @@ def test_per_host_agents_each_touch_only_their_own_host(tree: Tree, hosts: Hosts
     for host in ("kvm-1", "kvm-2"):
         name = f"{tree.prefix}orphan-{host}"
         hosts[host].conn().defineXML(
-            "<domain type='%s'><name>%s</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
-            "<metadata><reconcile:managed xmlns:reconcile='urn:reconcile-libvirt:managed:1'/>"
-            "</metadata><os><type>hvm</type></os></domain>" % (VIRT_TYPE, name))
+            f"<domain type='{VIRT_TYPE}'><name>{name}</name><memory unit='MiB'>64</memory>"
+            "<vcpu>1</vcpu><metadata>"
+            "<reconcile:managed xmlns:reconcile='urn:reconcile-libvirt:managed:1'/>"
+            "</metadata><os><type>hvm</type></os></domain>")
         orphans[host] = name
 
     agents = [subprocess.Popen(tree.command("--once", "-o", "json", "--host", host, "--prune",
