@@ -62,7 +62,7 @@ install: bootstrap-run
 
 # The performance benchmark (benchmarks/README.md): root, libvirtd and /dev/kvm like
 # `make test`; matplotlib (the plot) and py-spy (the profiles) are optional extras.
-.PHONY: bench
+.PHONY: bench bench-multihost
 BENCH_ARGS ?=
 bench: bootstrap-test
 	scripts/libvirtd-up.sh
@@ -70,3 +70,8 @@ bench: bootstrap-test
 		$(VENV)/bin/pip install -q --disable-pip-version-check matplotlib py-spy || \
 		echo "bench: matplotlib/py-spy did not install: no plot, no profiles" >&2
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+
+# Many hosts (issue 7): 3 real test hosts x 10 VMs together vs the slowest host alone.
+bench-multihost: bootstrap-test
+	$(PY) benchmarks/multihost.py --state stopped $(BENCH_ARGS)
+	$(PY) benchmarks/multihost.py --state running $(BENCH_ARGS)
