@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -209,6 +210,8 @@ class NetnsHost:
         self._forwarding = False
         self._is_cut = False
         self._conn: libvirt.virConnect | None = None
+        self._dead: list[libvirt.virConnect] = []
+        (self.base / "owner").write_text(f"{os.getpid()}\n")  # for sweep_stale()
         self._log = open(self.base / "libvirtd.log", "ab")  # noqa: SIM115 - closed in stop()
 
     # --- addresses -----------------------------------------------------------------------
@@ -335,6 +338,8 @@ class NetnsHost:
     def conn(self) -> libvirt.virConnect:
         """A connection to this host, opened once and reopened when it has died."""
         if self._conn is None or not self._conn.isAlive():
+            if self._conn is not None:
+                self._dead.append(self._conn)  # see stop()
             self._conn = libvirt.open(self.uri)
         return self._conn
 
@@ -366,7 +371,17 @@ class NetnsHost:
     def stop(self) -> None:
         """Stop every process of the host, by PID, and remove its namespace, link and
         files. Tolerant of a partial start and of a cut link."""
-        self._conn = None  # its close could block on a cut link; the process ends anyway
+        if self._is_cut and self._netns_made:
+            restore_link(self.netns, self.veth_host, self.gateway)
+            self._is_cut = False
+        # Closing a remote connection is an RPC: across a cut link (or with a peer that
+        # vanished) it blocks until TCP gives up, minutes later, and dropping the last
+        # reference closes it. So close them here, from threads that we may abandon.
+        conns = [*self._dead, *([self._conn] if self._conn is not None else [])]
+        self._conn, self._dead = None, []
+        for conn in conns:
+            call_with_deadline(conn.close, 5.0)
+        del conns
         if self.daemon is not None:
             if self.daemon.poll() is None:
                 self.daemon.send_signal(signal.SIGTERM)
@@ -448,8 +463,36 @@ def _reaped(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
+def sweep_stale() -> list[str]:
+    """Remove the hosts of test sessions that died without stopping them (kill -9): every
+    `rcl-XXXXXX-N` namespace whose folder names an owner process that no longer runs.
+    Returns the namespaces removed."""
+    removed: list[str] = []
+    for line in _ip("netns", "list").stdout.splitlines():
+        netns = line.split()[0] if line.split() else ""
+        if not re.fullmatch(r"rcl-[0-9a-f]{6}-\d+", netns):
+            continue
+        folders = list(Path("/tmp").glob(f"{netns}-*"))
+        owners = [folder / "owner" for folder in folders if (folder / "owner").is_file()]
+        if not owners or any(_pid_alive(int(owner.read_text())) for owner in owners):
+            continue
+        NetnsHost._end([int(word) for word in _ip("netns", "pids", netns, check=False)
+                        .stdout.split() if word.isdigit()])
+        run, index = netns.split("-")[1:]
+        _ip("link", "del", f"rcl{run}{index}a", check=False)
+        _ip("netns", "del", netns, check=False)
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        removed.append(netns)
+    if removed:
+        with _machine_lock():
+            _release_forwarding("none")
+    return removed
+
+
 def start_hosts(names: list[str], timeout: float = 60.0) -> list[NetnsHost]:
     """Start one NetnsHost per name, in parallel; on any failure, stop them all and raise."""
+    sweep_stale()
     run = secrets.token_hex(3)
     hosts = [NetnsHost(name, netns=f"rcl-{run}-{i}", veth=f"rcl{run}{i}")
              for i, name in enumerate(names, start=1)]
