@@ -944,6 +944,8 @@ def _render_converge(section: Json) -> list[str]:
     best = best_workers(section)
     if best is not None:
         out += ["", f"Fastest cold converge of 30 guests: `--workers {best}`."]
+    if section.get("note"):
+        out += ["", section["note"]]
     out += ["", _busy(section["others"]), ""]
     return out
 
@@ -1040,10 +1042,15 @@ def plot(results: Json, path: Path) -> str:
     converge = sections.get("converge")
     if converge:
         default = converge["default_workers"]
+        others: set[str] = set()
         for phase, marker in (("cold", "o"), ("change", "s")):
-            rows = sorted((r for r in converge["rows"]
-                           if r["phase"] == phase and r["workers"] == default),
-                          key=lambda r: r["n"])
+            by_n: dict[int, Json] = {}  # at the default, else (measured before a change of
+            for r in converge["rows"]:  # the default) at the workers it was measured with
+                if r["phase"] == phase and (r["workers"] == default or r["n"] not in by_n):
+                    by_n[r["n"]] = r
+            rows = [by_n[n] for n in sorted(by_n)]
+            others |= {f"N = {r['n']} at {r['workers']}" for r in rows
+                       if r["workers"] != default}
             if rows:
                 ns = [r["n"] for r in rows]
                 conv_ax.plot(ns, [r["floor"]["median"] for r in rows], marker + "--",
@@ -1051,7 +1058,8 @@ def plot(results: Json, path: Path) -> str:
                 conv_ax.plot(ns, [r["reconcile"]["median"] for r in rows], marker + "-",
                              label=f"{phase}: reconcile")
         conv_ax.set(xlabel="running guests N", ylabel="seconds (median)",
-                    title=f"Converge at --workers {default}")
+                    title=f"Converge at --workers {default}"
+                    + (f" ({', '.join(sorted(others))})" if others else ""))
         conv_ax.legend()
         for phase, marker in (("cold", "o"), ("change", "s")):
             rows = sorted((r for r in converge["rows"] if r["phase"] == phase and r["n"] == 30),

@@ -24,14 +24,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from . import __version__, render
-from .engine import Engine
 from .errors import ConnectionLost, ReconcileError, UsageError
-from .hypervisor import Hypervisor
 from .locks import VMLocks, default_lock_dir
 from .manifests import DEFAULT_DISK_ROOTS, HOSTS_FILE, LoadResult, load_directory, schema
 from .model import Outcome, Result
 from .progress import Progress
-from .steplog import StepLog, chain
 
 if TYPE_CHECKING:
     from .executor import StepObserver
@@ -108,8 +105,8 @@ def _main_parser() -> argparse.ArgumentParser:
                         help="remove managed domains that no manifest names")
     parser.add_argument("--max-prune", metavar="N", type=_non_negative, default=5,
                         help="prune nothing if more than N domains would go (default: 5)")
-    parser.add_argument("--workers", metavar="N", type=_positive, default=4,
-                        help="VMs reconciled in parallel (default: 4)")
+    parser.add_argument("--workers", metavar="N", type=_positive, default=5,
+                        help="VMs reconciled in parallel (default: 5)")
     parser.add_argument("--lock-timeout", metavar="SECONDS", type=float, default=300.0,
                         help="how long to wait for another run's lock on a VM (default: 300)")
     parser.add_argument("--lock-dir", metavar="DIR", default=None,
@@ -143,8 +140,8 @@ def _status_parser() -> argparse.ArgumentParser:
                      epilog="example: reconcile status -m manifests/ -c qemu:///system -o json")
     _add_manifest_options(parser)
     _add_connect_option(parser)
-    parser.add_argument("--workers", metavar="N", type=_positive, default=4,
-                        help="VMs observed in parallel (default: 4)")
+    parser.add_argument("--workers", metavar="N", type=_positive, default=5,
+                        help="VMs observed in parallel (default: 5)")
     _add_hosts_options(parser)
     return parser
 
@@ -298,6 +295,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
+    from .engine import Engine  # not needed by validate and schema: ~20 ms of imports
+    from .hypervisor import Hypervisor
+    from .steplog import StepLog, chain
+
     load = _load(args)
     if load.hosts:
         return _once_many_hosts(args, load)
@@ -348,6 +349,8 @@ def _print_once(args: argparse.Namespace, load: LoadResult, outcomes: list[Outco
 
 def _once_many_hosts(args: argparse.Namespace, load: LoadResult) -> int:
     """--once over several hosts (see fleet.py); exit 1 also when a host is unreachable."""
+    from .steplog import StepLog, chain
+
     _, only = host_options(args.hosts)
     progress = None
     if args.output == "text" and sys.stderr.isatty() and not args.verbose:
@@ -382,6 +385,9 @@ def once_exit_code(outcomes: Sequence[Outcome], *, invalid: bool, dry_run: bool)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from .engine import Engine
+    from .hypervisor import Hypervisor
+
     load = _load(args)
     if load.hosts:
         _, only = host_options(args.hosts)
@@ -422,6 +428,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     import yaml
 
     from .export import NotExportable, to_manifest
+    from .hypervisor import Hypervisor
 
     hypervisor = Hypervisor(args.connect, readonly=True)
     hypervisor.connect()

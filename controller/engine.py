@@ -10,9 +10,9 @@ Used by the CLI's `--once` and by the service.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -269,13 +269,7 @@ class Engine:
             else:
                 jobs += [partial(self.prune, name) for name in orphans]
 
-        with ThreadPoolExecutor(max_workers=max(1, self.workers),
-                                thread_name_prefix="reconcile") as pool:
-            for future in as_completed([pool.submit(job) for job in jobs]):
-                outcome = future.result()
-                report.outcomes.append(outcome)
-                if progress:
-                    progress(outcome)
+        report.outcomes += run_all(jobs, self.workers, progress)
         report.outcomes.sort(key=lambda outcome: outcome.name)
         return report
 
@@ -284,3 +278,44 @@ class Engine:
         # Probe the locks first: a VM whose lock is held now may change under the listing.
         busy = frozenset(self.locks.held_now(names)) if self.locks else frozenset()
         return PassSnapshot(self.hypervisor.snapshot(), busy)
+
+
+def run_all(jobs: list[Callable[[], Outcome]], workers: int,
+             progress: Callable[[Outcome], None] | None) -> list[Outcome]:
+    """Run `jobs` on `workers` threads, each taking the next job when it is free.
+
+    Not a ThreadPoolExecutor: a future, a queue hand-off and a wake-up of the waiting
+    caller per VM cost more CPU than a no-op VM's own work at 1,000 VMs. A job that
+    raises stops the others from taking new jobs, and is raised here.
+    """
+    outcomes: list[Outcome] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    pending = iter(jobs)
+
+    def work() -> None:
+        while True:
+            with lock:
+                job = None if errors else next(pending, None)
+            if job is None:
+                return
+            try:
+                outcome = job()
+            except BaseException as error:  # noqa: BLE001 - re-raised by the caller
+                with lock:
+                    errors.append(error)
+                return
+            with lock:
+                outcomes.append(outcome)
+                if progress:
+                    progress(outcome)
+
+    threads = [threading.Thread(target=work, name=f"reconcile-{index}")
+               for index in range(min(max(1, workers), len(jobs)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return outcomes

@@ -28,12 +28,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 
 from . import domainxml
-from .engine import Engine, PassReport, PassSnapshot
+from .engine import Engine, PassReport, PassSnapshot, run_all
 from .errors import AlreadyExists, DomainNotFound, HypervisorError, LockTimeout
 from .executor import RetryPolicy, StepFailed, StepObserver, execute
 from .hypervisor import Hypervisor, start_event_loop
@@ -270,32 +269,36 @@ class Fleet:
 
     def _run_jobs(self, jobs: list[tuple[str, Callable[[], Outcome]]],
                   progress: Callable[[Outcome], None] | None) -> list[Outcome]:
-        """Each host's jobs in that host's own pool: a slow host never holds up another."""
-        pools = {name: ThreadPoolExecutor(max_workers=max(1, self.workers),
-                                          thread_name_prefix=f"reconcile-{host_label(name)}")
-                 for name in {name for name, _ in jobs}}
-        futures: list[Future[Outcome]] = []
-        done = threading.Lock()
-        outcomes: list[Outcome] = []
+        """Each host's jobs on that host's own `workers` threads: a slow host never holds
+        up another."""
+        by_host: dict[str, list[Callable[[], Outcome]]] = {}
+        for name, job in jobs:
+            by_host.setdefault(name, []).append(job)
+        reported = threading.Lock()
 
-        def finished(future: Future[Outcome]) -> None:
-            outcome = future.result()
-            with done:
-                outcomes.append(outcome)
-                if progress:
+        def report(outcome: Outcome) -> None:
+            if progress:
+                with reported:
                     progress(outcome)
 
-        try:
-            for name, job in jobs:
-                future = pools[name].submit(job)
-                future.add_done_callback(finished)
-                futures.append(future)
-        finally:
-            for pool in pools.values():
-                pool.shutdown(wait=True)
-        for future in futures:
-            future.result()  # a bug in a job surfaces here, not silently
-        return outcomes
+        results: dict[str, list[Outcome]] = {}
+        errors: list[BaseException] = []
+
+        def host_jobs(name: str) -> None:
+            try:
+                results[name] = run_all(by_host[name], self.workers, report)
+            except BaseException as error:  # noqa: BLE001 - raised below, in the caller
+                errors.append(error)
+
+        threads = [threading.Thread(target=host_jobs, args=(name,),
+                                    name=f"reconcile-{host_label(name)}") for name in by_host]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        return [outcome for name in by_host for outcome in results[name]]
 
     # --- one VM ------------------------------------------------------------------
 
