@@ -229,8 +229,8 @@ class Fleet:
         for spec in specs:
             self._placed.setdefault(self.host_of(spec), []).append(spec.name)
         self.open(own, named)
-        if only_host is None or any(not self._listed_on(spec, self.links[only_host])
-                                    for spec in specs):
+        if only_host is None or (self.links[only_host].listed and any(
+                not self._listed_on(spec, self.links[only_host]) for spec in specs)):
             # A VM missing from its own host may be on another one (a move), or held by
             # one that is unreachable: look at the other hosts too.
             others = set(self.hosts) - own
