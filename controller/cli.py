@@ -91,7 +91,9 @@ def _main_parser() -> argparse.ArgumentParser:
                "  schema     print the JSON Schema of a manifest\n"
                "examples:\n"
                "  reconcile --once --dry-run -m manifests/ -c test:///default\n"
-               "  reconcile --once -m /etc/reconcile/manifests --prune -o json",
+               "  reconcile --once -m /etc/reconcile/manifests --prune -o json\n"
+               "  reconcile --once -m manifests/ --host kvm-2   (with hosts.yaml: only "
+               "kvm-2's VMs)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"reconcile {__version__}")
