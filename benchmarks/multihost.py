@@ -109,7 +109,7 @@ def main() -> int:
     parser.add_argument("--vms", type=int, default=10, help="VMs per host (default 10)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--state", choices=("running", "stopped"), default="running")
-    parser.add_argument("--workers", type=int, default=4, help="--workers (per host)")
+    parser.add_argument("--workers", type=int, default=5, help="--workers per host (default 5)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces, libvirtd)")
