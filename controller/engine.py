@@ -257,16 +257,13 @@ class Engine:
         jobs: list[Callable[[], Outcome]] = [
             partial(self.reconcile, spec, snapshot) for spec in specs]
         if prune and orphans:
-            if not load.prune_safe:
-                why = load.problem or f"{len(load.invalid)} invalid manifest(s)"
-                report.prune_note = f"nothing pruned: {why}"
-            elif len(orphans) > max_prune:
-                report.prune_note = (f"nothing pruned: {len(orphans)} orphans exceed "
-                                     f"--max-prune {max_prune}")
+            refusal, too_many = prune_refusal(load, len(orphans), max_prune)
+            report.prune_note = refusal or report.prune_note
+            if too_many:
                 report.outcomes += [
-                    Outcome(name, None, Result.FAILED, error=report.prune_note) for name in orphans
+                    Outcome(name, None, Result.FAILED, error=refusal) for name in orphans
                 ]
-            else:
+            elif refusal is None:
                 jobs += [partial(self.prune, name) for name in orphans]
 
         report.outcomes += run_all(jobs, self.workers, progress)
@@ -278,6 +275,17 @@ class Engine:
         # Probe the locks first: a VM whose lock is held now may change under the listing.
         busy = frozenset(self.locks.held_now(names)) if self.locks else frozenset()
         return PassSnapshot(self.hypervisor.snapshot(), busy)
+
+
+def prune_refusal(load: LoadResult, orphans: int, max_prune: int) -> tuple[str | None, bool]:
+    """Why `orphans` orphans may not be pruned now, if they may not; and whether that makes
+    them failed (more than --max-prune) rather than left alone (an incomplete load)."""
+    if not load.prune_safe:
+        why = load.problem or f"{len(load.invalid)} invalid manifest(s)"
+        return f"nothing pruned: {why}", False
+    if orphans > max_prune:
+        return f"nothing pruned: {orphans} orphans exceed --max-prune {max_prune}", True
+    return None, False
 
 
 def run_all(jobs: list[Callable[[], Outcome]], workers: int,

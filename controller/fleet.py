@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 
 from . import domainxml
-from .engine import Engine, PassReport, PassSnapshot, run_all
+from .engine import Engine, PassReport, PassSnapshot, prune_refusal, run_all
 from .errors import AlreadyExists, DomainNotFound, HypervisorError, LockTimeout
 from .executor import RetryPolicy, StepFailed, StepObserver, execute
 from .hypervisor import Hypervisor, start_event_loop
@@ -248,16 +248,13 @@ class Fleet:
         if unreachable and prune:
             report.prune_note = f"host(s) {', '.join(unreachable)} unreachable: not pruned"
         if prune and orphans:
-            if not load.prune_safe:
-                why = load.problem or f"{len(load.invalid)} invalid manifest(s)"
-                report.prune_note = f"nothing pruned: {why}"
-            elif len(orphans) > max_prune:
-                report.prune_note = (f"nothing pruned: {len(orphans)} orphans exceed "
-                                     f"--max-prune {max_prune}")
+            refusal, too_many = prune_refusal(load, len(orphans), max_prune)
+            report.prune_note = refusal or report.prune_note
+            if too_many:
                 report.outcomes += [self._tag(Outcome(orphan, None, Result.FAILED,
-                                                      error=report.prune_note), name)
+                                                      error=refusal), name)
                                     for name, orphan in orphans]
-            else:
+            elif refusal is None:
                 jobs += [(name, partial(self.prune, name, orphan)) for name, orphan in orphans]
         report.outcomes += self._run_jobs(jobs, progress)
         report.outcomes.sort(key=lambda outcome: (outcome.host or "", outcome.name))

@@ -138,7 +138,6 @@ class Hypervisor:
 
     def connect(self) -> None:
         """Open the connection; raise ConnectionLost with libvirt's reason if it fails."""
-        _silence_libvirt_stderr()
         with self._lock:
             self._open_locked()
 
@@ -571,11 +570,10 @@ class WatchedHypervisor(Hypervisor):
     def __init__(self, uri: str | None, *, on_event: DomainEventCallback,
                  on_open: Callable[[], None], on_close: ConnectionCallback,
                  keepalive: tuple[int, int] = (5, 3)):
-        super().__init__(uri)
+        super().__init__(uri, keepalive=keepalive)
         self._on_event = on_event
         self._on_open = on_open
         self._on_close = on_close
-        self._keepalive = keepalive
         self._callback_id: int | None = None
 
     def _open_locked(self) -> None:
@@ -591,10 +589,6 @@ class WatchedHypervisor(Hypervisor):
             self._forget_locked(conn)
             error = classify(exc, f"cannot watch events on {self.uri}")
             raise ConnectionLost(str(error), code=error.code, domain=error.domain) from exc
-        try:
-            conn.setKeepAlive(*self._keepalive)
-        except libvirt.libvirtError as exc:  # local drivers (test:///) have no keepalive
-            log.debug("no keepalive on %s: %s", self.uri, exc)
         self._on_open()
 
     def _forget_locked(self, conn: Any) -> None:

@@ -351,14 +351,17 @@ class Service:
         log.debug("libvirt event on %s: %s %s", host or "default", name, event)
         self._enqueue([name], f"libvirt event '{event}'")
 
+    def _fail_unreachable(self, name: str, link: HostLink) -> None:
+        self._set_state(name, FAILED)
+        self._say(name, logging.WARNING, f"host {link.label} is unreachable: {link.error}")
+
     def _fail_host_vms(self, link: HostLink) -> None:
         """The VMs placed on an unreachable host: failed (unknown), never absent."""
         load = self.manifests.current()
         names = [name for name, spec in load.specs.items()
                  if self.fleet.host_of(spec) == link.name]
         for name in names:
-            self._set_state(name, FAILED)
-            self._say(name, logging.WARNING, f"host {link.label} is unreachable: {link.error}")
+            self._fail_unreachable(name, link)
         with self._lock:
             if self._first_pass is not None:
                 self._first_pass.difference_update(names)
@@ -411,14 +414,17 @@ class Service:
             self.fleet.inventory.record(link.name, (set(snapshot.domains) & named) | managed)
         if not listed:
             return False
-        placed = {name for name, spec in load.specs.items()
+        placed = {name: self.fleet.host_of(spec) for name, spec in load.specs.items()
                   if self.fleet.host_of(spec) in self._scope}
         unreachable = [link for link in self._links()
                        if not self._connections[link.name].connected]
-        names = placed | orphans
+        # A VM of an unreachable host is failed below, not queued: the resync after its
+        # host connects queues it.
+        names = {name for name, host in placed.items()
+                 if self._connections[host].connected} | orphans
         with self._lock:
             self._orphans = orphans
-            for name in set(self._states) - names - load.invalid_names:
+            for name in set(self._states) - set(placed) - orphans - load.invalid_names:
                 del self._states[name]
             if not self._ready:
                 self._first_pass = set(names)
@@ -481,7 +487,7 @@ class Service:
             link = self.fleet.links[host]
             if not self._connections[host].connected:
                 if link.error:
-                    self._fail_host_vms(link)
+                    self._fail_unreachable(name, link)
                 log.debug("%s: %s not connected; the resync after connecting covers it",
                           name, link.label)
                 return bool(link.error)

@@ -10,7 +10,7 @@ each other. `cut()` takes the link down (a partition: packets to the host are dr
 silently), `restore()` brings it back.
 
 The recipe is the one in shared/LIBVIRT-HOST.md ("Several hosts on one machine"); the
-start script is a copy of tests/service/support.py's, plus `--listen`.
+start script is tests/service/support.py's, run with `--listen`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import TypeVar
 
 import libvirt
 
+from tests.service.support import START_SCRIPT
 from tests.waiting import wait_until
 
 VIRT_TYPE = "kvm" if Path("/dev/kvm").exists() else "qemu"
@@ -52,26 +53,6 @@ _FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 # fits every host.
 _SEED = Path("/var/tmp/rcl-multihost/qemu-capabilities")
 _SYSTEM_CAPS = Path("/var/cache/libvirt/qemu/capabilities")
-
-_START = r"""#!/bin/sh
-# Runs inside `ip netns exec NS unshare --mount`: make the libvirt folders private, then
-# become libvirtd, listening on TCP.
-set -e
-base=$1
-mount --make-rprivate /
-for dir in run var/lib/libvirt var/cache/libvirt var/log/libvirt etc/libvirt/qemu; do
-    mkdir -p "$base/root/$dir" "/$dir"
-    mount --bind "$base/root/$dir" "/$dir"
-done
-mkdir -p /run/libvirt/qemu /var/lib/libvirt/qemu /var/lib/libvirt/images \
-         /var/cache/libvirt/qemu /var/log/libvirt/qemu
-if [ -d "$base/capabilities" ]; then
-    cp -a "$base/capabilities" /var/cache/libvirt/qemu/  # spares a QEMU probe of ~4 s
-fi
-virtlogd &
-echo $! > "$base/virtlogd.pid"
-exec libvirtd --listen -f "$base/libvirtd.conf" -p /run/libvirtd.pid
-"""
 
 T = TypeVar("T")
 
@@ -251,7 +232,7 @@ class NetnsHost:
         conf.write_text('listen_tcp = 1\nauth_tcp = "none"\nlisten_tls = 0\n'
                         f'host_uuid = "{uuid.uuid4()}"\n')
         script = self.base / "start.sh"
-        script.write_text(_START)
+        script.write_text(START_SCRIPT)  # tests/service/support.py
         script.chmod(0o755)
         with _machine_lock():
             seed = _SEED if _SEED.is_dir() else _SYSTEM_CAPS
@@ -262,7 +243,7 @@ class NetnsHost:
         # `ip netns exec`, `taskset` and `unshare` all exec: the PID is libvirtd's.
         self.daemon = subprocess.Popen(
             ["ip", "netns", "exec", self.netns, *pin, "unshare", "--mount", "--propagation",
-             "private", str(script), str(self.base)],
+             "private", str(script), str(self.base), "--listen"],
             stdout=self._log, stderr=self._log)
         self.wait_answering(timeout)
         self.virtlogd_pid = int((self.base / "virtlogd.pid").read_text())

@@ -284,16 +284,24 @@ def test_the_service_keeps_other_hosts_converging_while_one_is_cut(
 
 # --- moves ----------------------------------------------------------------------------------------
 
-def test_a_running_guest_moves_live(tree: Tree, hosts: Hosts,
-                                    never_two: list[NeverTwo]) -> None:
-    name = tree.vm("live", "kvm-1", move="live")
+def _running_and_watched(tree: Tree, hosts: Hosts, never_two: list[NeverTwo], short: str,
+                         host: str, *, move: str = "cold") -> tuple[str, str, NeverTwo]:
+    """A VM converged on `host` from nothing: its name, its UUID, and a NeverTwo on it."""
+    name = tree.vm(short, host, move=move)
     code, _, err = tree.once()
     assert code == 0, err
-    before = _state(hosts["kvm-1"].conn(), name)
-    assert before is not None and before[0] == "running"
-    started_at = hosts["kvm-1"].conn().lookupByName(name).info()[4]  # CPU time so far
+    state = _state(hosts[host].conn(), name)
+    assert state is not None and state[0] == "running"
     watcher = NeverTwo(hosts, name)
     never_two.append(watcher)
+    return name, state[1], watcher
+
+
+def test_a_running_guest_moves_live(tree: Tree, hosts: Hosts,
+                                    never_two: list[NeverTwo]) -> None:
+    name, uuid, watcher = _running_and_watched(tree, hosts, never_two, "live", "kvm-1",
+                                               move="live")
+    started_at = hosts["kvm-1"].conn().lookupByName(name).info()[4]  # CPU time so far
 
     tree.vm("live", "kvm-2", move="live")
     code, report, err = tree.once()
@@ -301,7 +309,7 @@ def test_a_running_guest_moves_live(tree: Tree, hosts: Hosts,
     outcome = report["vms"][0]  # type: ignore[index]
     assert outcome["result"] == "converged" and outcome["host"] == "kvm-2"
     assert [step["action"] for step in outcome["steps"]] == ["migrate"]
-    assert _where(hosts, name) == {"kvm-2": ("running", before[1])}  # the same UUID
+    assert _where(hosts, name) == {"kvm-2": ("running", uuid)}  # the same UUID
     moved = hosts["kvm-2"].conn().lookupByName(name)
     assert moved.ID() > 0 and moved.isPersistent()
     # the guest kept running: a migrated guest keeps its CPU time, a restarted one starts at 0
@@ -316,12 +324,7 @@ def test_a_running_guest_moves_live(tree: Tree, hosts: Hosts,
 
 def test_a_cold_move_keeps_the_uuid_and_never_runs_two(
         tree: Tree, hosts: Hosts, never_two: list[NeverTwo]) -> None:
-    name = tree.vm("cold", "kvm-2")
-    code, _, err = tree.once()
-    assert code == 0, err
-    uuid = _state(hosts["kvm-2"].conn(), name)[1]  # type: ignore[index]
-    watcher = NeverTwo(hosts, name)
-    never_two.append(watcher)
+    name, uuid, watcher = _running_and_watched(tree, hosts, never_two, "cold", "kvm-2")
 
     tree.vm("cold", "kvm-3")
     code, report, err = tree.once()
@@ -335,12 +338,7 @@ def test_a_cold_move_keeps_the_uuid_and_never_runs_two(
 
 def test_a_move_killed_half_way_is_finished_by_the_next_pass(
         tree: Tree, hosts: Hosts, never_two: list[NeverTwo]) -> None:
-    name = tree.vm("kill", "kvm-1")
-    code, _, err = tree.once()
-    assert code == 0, err
-    uuid = _state(hosts["kvm-1"].conn(), name)[1]  # type: ignore[index]
-    watcher = NeverTwo(hosts, name)
-    never_two.append(watcher)
+    name, uuid, watcher = _running_and_watched(tree, hosts, never_two, "kill", "kvm-1")
 
     tree.vm("kill", "kvm-2")
     process = subprocess.Popen(tree.command("--once"), stdout=subprocess.DEVNULL,

@@ -33,10 +33,12 @@ from tests.waiting import wait_until
 RECONCILE = Path(sys.executable).parent / "reconcile"
 VIRT_TYPE = "kvm" if Path("/dev/kvm").exists() else "qemu"
 
-_START = r"""#!/bin/sh
+START_SCRIPT = r"""#!/bin/sh
 # Runs inside `unshare --mount`: make the libvirt folders private, then become libvirtd.
+# Usage: start.sh BASE [LIBVIRTD OPTION...]
 set -e
 base=$1
+shift
 mount --make-rprivate /
 for dir in run var/lib/libvirt var/cache/libvirt var/log/libvirt etc/libvirt/qemu; do
     mkdir -p "$base/root/$dir" "/$dir"
@@ -49,7 +51,7 @@ if [ -d "$base/capabilities" ]; then
 fi
 virtlogd &
 echo $! > "$base/virtlogd.pid"
-exec libvirtd -f "$base/libvirtd.conf" -p /run/libvirtd.pid
+exec libvirtd "$@" -f "$base/libvirtd.conf" -p /run/libvirtd.pid
 """
 
 
@@ -73,7 +75,7 @@ class Sandbox:
         self.socket_dir.mkdir()
         (self.base / "libvirtd.conf").write_text(f'unix_sock_dir = "{self.socket_dir}"\n')
         script = self.base / "start.sh"
-        script.write_text(_START)
+        script.write_text(START_SCRIPT)
         script.chmod(0o755)
         caps = Path("/var/cache/libvirt/qemu/capabilities")
         if caps.is_dir():
