@@ -107,8 +107,9 @@ def _main_parser() -> argparse.ArgumentParser:
                         help="remove managed domains that no manifest names")
     parser.add_argument("--max-prune", metavar="N", type=_non_negative, default=5,
                         help="prune nothing if more than N domains would go (default: 5)")
-    parser.add_argument("--workers", metavar="N", type=_positive, default=5,
-                        help="VMs reconciled in parallel (default: 5)")
+    parser.add_argument("--workers", metavar="N", type=_positive, default=8,
+                        help="VMs reconciled in parallel (default: 8; libvirt calls go over "
+                             "one connection per 4 workers)")
     parser.add_argument("--lock-timeout", metavar="SECONDS", type=float, default=300.0,
                         help="how long to wait for another run's lock on a VM (default: 300)")
     parser.add_argument("--lock-dir", metavar="DIR", default=None,
@@ -142,8 +143,8 @@ def _status_parser() -> argparse.ArgumentParser:
                      epilog="example: reconcile status -m manifests/ -c qemu:///system -o json")
     _add_manifest_options(parser)
     _add_connect_option(parser)
-    parser.add_argument("--workers", metavar="N", type=_positive, default=5,
-                        help="VMs observed in parallel (default: 5)")
+    parser.add_argument("--workers", metavar="N", type=_positive, default=8,
+                        help="VMs observed in parallel (default: 8)")
     _add_hosts_options(parser)
     return parser
 
@@ -298,14 +299,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_once(args: argparse.Namespace) -> int:
     from .engine import Engine  # not needed by validate and schema: ~20 ms of imports
-    from .hypervisor import Hypervisor
+    from .hypervisor import Hypervisor, connections_for
     from .steplog import StepLog, chain
 
     load = _load(args)
     if load.hosts:
         return _once_many_hosts(args, load)
     notes = [load.problem] if load.problem else []
-    hypervisor = Hypervisor(args.connect, readonly=args.dry_run)
+    hypervisor = Hypervisor(args.connect, readonly=args.dry_run,
+                            connections=connections_for(args.workers))
     outcomes: list[Outcome]
     orphans: list[str] = []
     try:
@@ -388,7 +390,7 @@ def once_exit_code(outcomes: Sequence[Outcome], *, invalid: bool, dry_run: bool)
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .engine import Engine
-    from .hypervisor import Hypervisor
+    from .hypervisor import Hypervisor, connections_for
 
     load = _load(args)
     if load.hosts:
@@ -403,7 +405,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         for host, why in report.unreachable.items():
             log.warning("host %s is unreachable: %s", host, why)
         return _print_status(args, load, report.outcomes, orphans)
-    hypervisor = Hypervisor(args.connect, readonly=True)
+    hypervisor = Hypervisor(args.connect, readonly=True,
+                            connections=connections_for(args.workers))
     hypervisor.connect()
     try:
         engine = Engine(hypervisor, None, dry_run=True, workers=args.workers)

@@ -35,7 +35,7 @@ from . import domainxml
 from .engine import Engine, PassReport, PassSnapshot, prune_refusal, run_all
 from .errors import AlreadyExists, DomainNotFound, HypervisorError, LockTimeout
 from .executor import RetryPolicy, StepFailed, StepObserver, execute
-from .hypervisor import Hypervisor, start_event_loop
+from .hypervisor import Hypervisor, connections_for, start_event_loop
 from .inventory import Inventory
 from .locks import VMLocks
 from .manifests import LoadResult
@@ -141,7 +141,8 @@ class Fleet:
         if self.make_hypervisor is not None:
             hypervisor = self.make_hypervisor(name, uri)
         else:
-            hypervisor = Hypervisor(uri, readonly=self.dry_run, keepalive=self.keepalive)
+            hypervisor = Hypervisor(uri, readonly=self.dry_run, keepalive=self.keepalive,
+                                    connections=connections_for(self.workers))
         engine = Engine(hypervisor, self.locks, dry_run=self.dry_run, workers=self.workers,
                         retry=self.retry, observer=self.observer, reconnects=0)
         return HostLink(name, uri, engine)

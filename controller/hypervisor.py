@@ -119,11 +119,156 @@ def _is_not_running(error: HypervisorError) -> bool:
     return error.code == _code("VIR_ERR_OPERATION_INVALID") and "not running" in str(error)
 
 
+#: Calls one connection may have in flight. libvirtd stops reading a connection that has
+#: `max_client_requests` (default 5) calls in flight, keepalive replies included, and its
+#: keepalive drops the connection 30 s later: five slow calls at once (live migrations, a
+#: hung QEMU's monitor) would cost every call on it. Four never stop it reading.
+CALLS_PER_CONNECTION = 4
+
+
+def connections_for(workers: int) -> int:
+    """How many connections `workers` threads need to never queue in libvirtd."""
+    return max(1, -(-workers // CALLS_PER_CONNECTION))
+
+
+class _Line:
+    """One connection and the calls in flight on it."""
+
+    __slots__ = ("busy", "closer", "conn")
+
+    def __init__(self, conn: Any):
+        self.conn = conn
+        self.busy = 0
+        self.closer: Callable[[Any], None] | None = None  # once out of the pool
+
+
+class _Lines:
+    """A Hypervisor's connections: the first one (events, listings) and, when the
+    workers need more than CALLS_PER_CONNECTION calls in flight, extra ones, opened in
+    the background when first needed. Every call holds a slot of the connection it uses.
+    """
+
+    def __init__(self, most: int, opener: Callable[[], Any], where: str):
+        self.most = most
+        self._where = where
+        self._opener = opener  # opens one more connection (raises ConnectionLost)
+        self._lines: list[_Line] = []
+        self._free = threading.Condition()
+        self._generation = 0  # a reconnect starts a new one; late opens of an old one close
+        self._opening = False
+        self._cannot_grow = False
+
+    def reset(self, first: Any) -> list[_Line]:
+        """Start over with `first` (None: no connection); returns the lines it replaces,
+        with the calls still in flight on each."""
+        with self._free:
+            old = self._lines
+            self._lines = [_Line(first)] if first is not None else []
+            self._generation += 1
+            self._cannot_grow = False
+            self._free.notify_all()
+        return old
+
+    def take(self, on: Any = None) -> _Line | None:
+        """A slot on `on` (the connection of a domain handle; None when that connection
+        is no longer ours) or, with on=None, on any of ours, waiting for one if need be."""
+        with self._free:
+            while True:
+                if on is not None:
+                    lines = [line for line in self._lines if line.conn is on]
+                    if not lines:
+                        return None  # the call fails with libvirt's own reason
+                elif not self._lines:
+                    raise ConnectionLost(f"not connected to {self._where}")
+                else:  # the least busy: a domain handle's calls can only use its own
+                    lines = sorted(self._lines, key=lambda line: line.busy)
+                    if lines[0].busy >= CALLS_PER_CONNECTION // 2:
+                        self._grow_locked()  # before the slots run out: opening takes a while
+                line = next((line for line in lines if line.busy < CALLS_PER_CONNECTION), None)
+                if line is not None:
+                    line.busy += 1
+                    return line
+                self._free.wait()
+
+    def in_flight(self) -> list[int]:
+        with self._free:
+            return [line.busy for line in self._lines]
+
+    def give_back(self, line: _Line, *, failed: bool) -> None:
+        """Free the slot; after a failed call, drop an extra connection that died. A
+        connection out of the pool is closed when its last call returns."""
+        close = None
+        with self._free:
+            line.busy -= 1
+            if failed and line in self._lines[1:] and not _is_alive(line.conn):
+                self._lines.remove(line)
+                line.closer = _close_quietly
+            if line.closer is not None and not line.busy and line not in self._lines:
+                close, line.closer = line.closer, None
+            self._free.notify_all()  # waiters may want different connections
+        if close is not None:
+            close(line.conn)
+
+    def retire(self, line: _Line, closer: Callable[[Any], None]) -> None:
+        """Close `line`, already out of the pool, now or when its last call returns:
+        closing a connection under a call on it crashes libvirt's client (seen here: a
+        segfault in libvirt.so, a general protection fault in GLib)."""
+        with self._free:
+            if line.busy:
+                line.closer = closer
+                return
+        closer(line.conn)
+
+    def _grow_locked(self) -> None:
+        if self._opening or self._cannot_grow or len(self._lines) >= self.most:
+            return
+        self._opening = True
+        threading.Thread(target=self._grow, args=(self._generation,), daemon=True,
+                         name="libvirt-open").start()
+
+    def _grow(self, generation: int) -> None:
+        conn = None
+        try:
+            conn = self._opener()
+        except ConnectionLost as error:
+            log.debug("no extra libvirt connection: %s", error)
+        with self._free:
+            self._opening = False
+            current = generation == self._generation and bool(self._lines)
+            if conn is None:
+                self._cannot_grow = current
+            elif current:
+                self._lines.append(_Line(conn))
+                log.info("opened connection %d of %d to %s: more than %d calls wanted at once",
+                         len(self._lines), self.most, self._where, CALLS_PER_CONNECTION)
+                conn = None
+            self._free.notify_all()
+        if conn is not None:
+            _close_quietly(conn)
+
+
+def _is_alive(conn: Any) -> bool:
+    try:
+        return bool(conn.isAlive())
+    except libvirt.libvirtError:
+        return False
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except libvirt.libvirtError:
+        pass
+
+
 class Hypervisor:
-    """One libvirt connection, shared by the worker threads, reopened when lost."""
+    """A libvirt host: one connection (more when the worker threads want more than
+    CALLS_PER_CONNECTION calls in flight), shared by the threads, reopened when lost."""
 
     def __init__(self, uri: str | None, *, readonly: bool = False,
-                 keepalive: tuple[int, int] | None = None):
+                 keepalive: tuple[int, int] | None = None, connections: int = 1):
+        """`connections`: at most this many, for calls by worker threads (see
+        `connections_for`); the extra ones are opened only when the calls need them."""
         self.uri = uri
         self.readonly = readonly
         # (interval s, count): a remote host that stops answering fails calls after about
@@ -131,6 +276,7 @@ class Hypervisor:
         self.keepalive = keepalive
         self._conn: Any = None
         self._lock = threading.Lock()
+        self._lines = _Lines(connections, self._open_extra, uri or "libvirt")
         self._machines: dict[tuple[str, str | None, str], str] = {}
         self.calls = 0  # libvirt calls made, for benchmarks and -v
 
@@ -142,23 +288,34 @@ class Hypervisor:
             self._open_locked()
 
     def _open_locked(self) -> None:
+        self._conn = self._open_one()
+        if self.uri is None:
+            self.uri = self._conn.getURI()
+        self._retire(self._lines.reset(self._conn))
+
+    def _open_one(self) -> Any:
         _silence_libvirt_stderr()
         where = self.uri or "the default libvirt URI"
         try:
             if self.readonly:
-                self._conn = libvirt.openReadOnly(self.uri)
+                conn = libvirt.openReadOnly(self.uri)
             else:
-                self._conn = libvirt.open(self.uri)
+                conn = libvirt.open(self.uri)
         except libvirt.libvirtError as exc:
             error = classify(exc, f"cannot connect to {where}")
             raise ConnectionLost(str(error), code=error.code, domain=error.domain) from exc
-        if self.uri is None:
-            self.uri = self._conn.getURI()
         if self.keepalive and event_loop_alive():
             try:
-                self._conn.setKeepAlive(*self.keepalive)
+                conn.setKeepAlive(*self.keepalive)
             except libvirt.libvirtError as exc:  # local drivers have no keepalive
                 log.debug("no keepalive on %s: %s", self.uri, exc)
+        return conn
+
+    def _open_extra(self) -> Any:
+        # test:/// opens a fresh, separate hypervisor per connection (and has no limit).
+        if (self.uri or "").startswith("test:"):
+            raise ConnectionLost("the test driver shares no state between connections")
+        return self._open_one()
 
     def reconnect(self, failed: Any = None) -> None:
         """Open a new connection, unless another thread already did: the current one
@@ -166,28 +323,33 @@ class Hypervisor:
         with self._lock:
             if self._conn is not None and self._conn is not failed and self.alive():
                 return
-            old, self._conn = self._conn, None
-            if old is not None:
-                self._forget_locked(old)
+            self._conn = None
+            self._retire(self._lines.reset(None))
             self._open_locked()
+
+    def _retire(self, lines: list[_Line]) -> None:
+        """Close replaced connections, each once no call waits on it any more (a host
+        that stopped answering may hold one for as long as it is cut off)."""
+        for index, line in enumerate(lines):
+            self._lines.retire(line, self._forget if index == 0 else _close_quietly)
 
     def alive(self) -> bool:
         """Whether the current connection is open and its peer not known to be gone.
         A local check: no round trip to the daemon."""
         conn = self._conn
-        if conn is None:
-            return False
-        try:
-            return bool(conn.isAlive())
-        except libvirt.libvirtError:
-            return False
+        return conn is not None and _is_alive(conn)
 
-    def _forget_locked(self, conn: Any) -> None:
+    def _forget(self, conn: Any) -> None:
         """Close a connection being replaced; errors of a dead one are moot."""
-        try:
-            conn.close()
-        except libvirt.libvirtError:
-            pass
+        _close_quietly(conn)
+
+    def in_flight(self) -> list[int]:
+        """Calls in flight on each open connection, the first one first."""
+        return self._lines.in_flight()
+
+    def current(self) -> Any:
+        """The connection object in use now (to pass to `reconnect(failed=...)`)."""
+        return self._conn
 
     @property
     def connected(self) -> bool:
@@ -196,9 +358,8 @@ class Hypervisor:
 
     def close(self) -> None:
         with self._lock:
-            old, self._conn = self._conn, None
-            if old is not None:
-                self._forget_locked(old)
+            self._conn = None
+            self._retire(self._lines.reset(None))
 
     @property
     def conn(self) -> Any:
@@ -214,16 +375,39 @@ class Hypervisor:
         except libvirt.libvirtError as exc:
             raise classify(exc, what) from exc
 
+    @contextmanager
+    def _slot(self, on: Any = None) -> Iterator[Any]:
+        """A connection to call libvirt on, holding one of its call slots meanwhile:
+        `on` (a domain handle's connection) or any of ours."""
+        if on is None and self._conn is None:
+            raise ConnectionLost(f"not connected to {self.uri or 'libvirt'}")
+        line = self._lines.take(on)
+        if line is None:  # a handle of a connection already replaced: its calls fail
+            yield on
+            return
+        failed = True
+        try:
+            yield line.conn
+            failed = False
+        finally:
+            self._lines.give_back(line, failed=failed)
+
+    @contextmanager
+    def _call(self, what: str, on: Any = None) -> Iterator[Any]:
+        """`_slot` and `_translate` together: the usual way to call libvirt."""
+        with self._slot(on) as conn, self._translate(what):
+            yield conn
+
     # --- reading ---------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
         """Every domain, with its autostart and persistence, in three bulk calls."""
         started = time.time_ns()
-        with self._translate("cannot list domains"):
+        with self._call("cannot list domains") as conn:
             self.calls += 3
-            domains = self.conn.listAllDomains(0)
-            autostart = self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)
-            persistent = self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_PERSISTENT)
+            domains = conn.listAllDomains(0)
+            autostart = conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)
+            persistent = conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_PERSISTENT)
         return Snapshot(
             started_ns=started,
             domains={dom.name(): dom for dom in domains},  # name() needs no round trip
@@ -259,14 +443,15 @@ class Hypervisor:
         return flags
 
     def _observe_known(self, name: str, dom: Any, snapshot: Snapshot) -> Observed:
-        with self._translate(f"cannot read domain '{name}'"):
+        with self._call(f"cannot read domain '{name}'", on=dom.connect()):
             self.calls += 1
             current_xml = dom.XMLDesc(self._xml_flags(inactive=False))
-            current = domainxml.parse_domain(current_xml)
-            if not current.active:  # an inactive domain's current XML is its saved one
-                return Observed(name=name, exists=True, power=Power.STOPPED, persistent=True,
-                                autostart=name in snapshot.autostart, saved=current,
-                                live=None, saved_xml=current_xml)
+        current = domainxml.parse_domain(current_xml)
+        if not current.active:  # an inactive domain's current XML is its saved one
+            return Observed(name=name, exists=True, power=Power.STOPPED, persistent=True,
+                            autostart=name in snapshot.autostart, saved=current,
+                            live=None, saved_xml=current_xml)
+        with self._call(f"cannot read domain '{name}'", on=dom.connect()):
             self.calls += 2
             power = _STATES.get(dom.state()[0], Power.OTHER)
             saved_xml = dom.XMLDesc(self._xml_flags(inactive=True))
@@ -277,9 +462,9 @@ class Hypervisor:
                         saved_xml=saved_xml)
 
     def _observe(self, name: str) -> Observed:
-        with self._translate(f"cannot read domain '{name}'"):
+        with self._call(f"cannot read domain '{name}'") as conn:
             self.calls += 1
-            dom = self.conn.lookupByName(name)
+            dom = conn.lookupByName(name)
             self.calls += 2
             state = dom.state()[0]
             persistent = bool(dom.isPersistent())
@@ -316,7 +501,7 @@ class Hypervisor:
             if name in skip:
                 continue
             try:
-                with self._translate("cannot read a domain"):
+                with self._call("cannot read a domain", on=dom.connect()):
                     self.calls += 1
                     xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
             except DomainNotFound:
@@ -328,17 +513,18 @@ class Hypervisor:
     def disk_users(self, paths: set[str], *, exclude: str) -> dict[str, str]:
         """Which of `paths` (resolved) a domain other than `exclude` has as a disk."""
         users: dict[str, str] = {}
-        with self._translate("cannot list domains"):
+        with self._call("cannot list domains") as conn:
             self.calls += 1
-            domains = self.conn.listAllDomains(0)
+            domains = conn.listAllDomains(0)
         for dom in domains:
             name = dom.name()
             if name == exclude:
                 continue
             try:
-                with self._translate(f"cannot read domain '{name}'"):
+                with self._call(f"cannot read domain '{name}'", on=dom.connect()):
                     self.calls += 1
-                    config = domainxml.parse_domain(dom.XMLDesc(0))
+                    xml = dom.XMLDesc(0)
+                config = domainxml.parse_domain(xml)
             except DomainNotFound:
                 continue
             for disk in config.disks:
@@ -362,7 +548,8 @@ class Hypervisor:
             canonical = machine
             try:
                 self.calls += 1
-                caps = self.conn.getDomainCapabilities(None, arch, machine, virt_type, 0)
+                with self._slot() as conn:
+                    caps = conn.getDomainCapabilities(None, arch, machine, virt_type, 0)
                 canonical = ET.fromstring(caps).findtext("machine") or machine
             except (libvirt.libvirtError, ET.ParseError):
                 # Refused on a read-only connection (--dry-run); absent from test:///.
@@ -375,7 +562,9 @@ class Hypervisor:
         """The same answer from the host capabilities, which read-only connections may read."""
         try:
             self.calls += 1
-            root = ET.fromstring(self.conn.getCapabilities())
+            with self._slot() as conn:
+                caps = conn.getCapabilities()
+            root = ET.fromstring(caps)
         except (libvirt.libvirtError, ET.ParseError):
             return machine
         arch = arch or root.findtext("host/cpu/arch")
@@ -391,19 +580,19 @@ class Hypervisor:
 
     # --- steps: each one tolerates being already done ---------------------------
 
-    def _domain(self, name: str) -> Any:
+    def _domain(self, conn: Any, name: str) -> Any:
         self.calls += 1
-        return self.conn.lookupByName(name)
+        return conn.lookupByName(name)
 
     def define(self, xml: str) -> None:
-        with self._translate("cannot define domain"):
+        with self._call("cannot define domain") as conn:
             self.calls += 1
-            self.conn.defineXML(xml)
+            conn.defineXML(xml)
 
     def start(self, name: str) -> None:
         try:
-            with self._translate(f"cannot start domain '{name}'"):
-                dom = self._domain(name)
+            with self._call(f"cannot start domain '{name}'") as conn:
+                dom = self._domain(conn, name)
                 self.calls += 1
                 if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
                     self.calls += 1
@@ -418,8 +607,8 @@ class Hypervisor:
 
     def destroy(self, name: str) -> None:
         try:
-            with self._translate(f"cannot destroy domain '{name}'"):
-                dom = self._domain(name)
+            with self._call(f"cannot destroy domain '{name}'") as conn:
+                dom = self._domain(conn, name)
                 self.calls += 1
                 dom.destroy()
         except DomainNotFound:
@@ -434,13 +623,13 @@ class Hypervisor:
         Returns True when the guest shut down by itself.
         """
         try:
-            with self._translate(f"cannot shut down domain '{name}'"):
-                dom = self._domain(name)
+            with self._call(f"cannot shut down domain '{name}'") as conn:
+                dom = self._domain(conn, name)
                 self.calls += 1
                 dom.shutdown()
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                with self._translate(f"cannot read domain '{name}'"):
+                with self._call(f"cannot read domain '{name}'", on=dom.connect()):
                     self.calls += 1
                     if not dom.isActive():
                         return True
@@ -465,8 +654,8 @@ class Hypervisor:
         unsupported = (_code("VIR_ERR_INVALID_ARG"), _code("VIR_ERR_NO_SUPPORT"))
         for index, flags in enumerate(keep):
             try:
-                with self._translate(f"cannot undefine domain '{name}'"):
-                    dom = self._domain(name)
+                with self._call(f"cannot undefine domain '{name}'") as conn:
+                    dom = self._domain(conn, name)
                     self.calls += 1
                     dom.undefineFlags(flags)
                 return
@@ -480,8 +669,8 @@ class Hypervisor:
                 raise
 
     def set_autostart(self, name: str, enabled: bool) -> None:
-        with self._translate(f"cannot set autostart of domain '{name}'"):
-            dom = self._domain(name)
+        with self._call(f"cannot set autostart of domain '{name}'") as conn:
+            dom = self._domain(conn, name)
             self.calls += 1
             dom.setAutostart(1 if enabled else 0)
 
@@ -495,16 +684,18 @@ class Hypervisor:
         address = migration_uri(target.uri)
         if address:
             params[libvirt.VIR_MIGRATE_PARAM_URI] = address
-        with self._translate(f"cannot migrate domain '{name}' to {target.uri}"):
-            dom = self._domain(name)
+        with self._call(f"cannot migrate domain '{name}' to {target.uri}") as conn:
+            dom = self._domain(conn, name)
             self.calls += 1
+            # The target's own calls inside migrate3 (prepare, finish) are short and take
+            # no slot there, so two moves in opposite directions never wait on each other.
             dom.migrate3(target.conn, params, flags)
 
     def set_memory_live(self, name: str, kib: int) -> None:
         """Live balloon request; the guest may or may not follow it."""
         try:
-            with self._translate(f"cannot set memory of domain '{name}'"):
-                dom = self._domain(name)
+            with self._call(f"cannot set memory of domain '{name}'") as conn:
+                dom = self._domain(conn, name)
                 self.calls += 1
                 dom.setMemoryFlags(kib, libvirt.VIR_DOMAIN_AFFECT_LIVE)
         except PermanentError as error:
@@ -569,41 +760,38 @@ class WatchedHypervisor(Hypervisor):
 
     def __init__(self, uri: str | None, *, on_event: DomainEventCallback,
                  on_open: Callable[[], None], on_close: ConnectionCallback,
-                 keepalive: tuple[int, int] = (5, 3)):
-        super().__init__(uri, keepalive=keepalive)
+                 keepalive: tuple[int, int] = (5, 3), connections: int = 1):
+        super().__init__(uri, keepalive=keepalive, connections=connections)
         self._on_event = on_event
         self._on_open = on_open
         self._on_close = on_close
-        self._callback_id: int | None = None
+        self._callback_ids: dict[int, int] = {}  # id(connection) → its event callback
 
     def _open_locked(self) -> None:
         start_event_loop()
         super()._open_locked()
         conn = self._conn
         try:
-            self._callback_id = conn.domainEventRegisterAny(
+            self._callback_ids[id(conn)] = conn.domainEventRegisterAny(
                 None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None)
             conn.registerCloseCallback(self._closed, None)
         except libvirt.libvirtError as exc:
             self._conn = None
-            self._forget_locked(conn)
+            self._lines.reset(None)
+            self._forget(conn)
             error = classify(exc, f"cannot watch events on {self.uri}")
             raise ConnectionLost(str(error), code=error.code, domain=error.domain) from exc
         self._on_open()
 
-    def _forget_locked(self, conn: Any) -> None:
+    def _forget(self, conn: Any) -> None:
         """Deregister our callbacks from `conn` and close it; errors of a dead one are moot."""
-        for undo in (lambda: conn.domainEventDeregisterAny(self._callback_id),
+        callback_id = self._callback_ids.pop(id(conn), None)
+        for undo in (lambda: conn.domainEventDeregisterAny(callback_id),
                      conn.unregisterCloseCallback, conn.close):
             try:
                 undo()
             except (libvirt.libvirtError, KeyError, TypeError):
                 pass
-        self._callback_id = None
-
-    def current(self) -> Any:
-        """The connection object in use now (to pass to `reconnect(failed=...)`)."""
-        return self._conn
 
     def _lifecycle(self, conn: Any, dom: Any, event: int, _detail: int, _opaque: Any) -> None:
         kind = _LIFECYCLE_EVENTS[event] if 0 <= event < len(_LIFECYCLE_EVENTS) else str(event)

@@ -1,18 +1,22 @@
 """Floor of a converge pass: only the libvirt calls that create or restart the guests.
 
-    python benchmarks/floors/converge.py URI cold   WORKERS MEMORY_MIB TYPE NAME...
-    python benchmarks/floors/converge.py URI change WORKERS MEMORY_MIB TYPE NAME...
+    python benchmarks/floors/converge.py URI cold   WORKERS CONNECTIONS MEMORY_MIB TYPE NAME...
+    python benchmarks/floors/converge.py URI change WORKERS CONNECTIONS MEMORY_MIB TYPE NAME...
 
 `cold`: defineXML + create per guest. `change`: lookupByName, destroy, defineXML (with the
 domain's UUID, as a redefinition needs) + create per guest. A thread pool of WORKERS runs
-the guests in parallel, like `reconcile --workers WORKERS`. The domain is the same tiny
-guest that reconcile defines for the benchmark's manifests. Run as its own process with
-the same interpreter as `reconcile`.
+the guests in parallel, like `reconcile --workers WORKERS`, its threads spread over
+CONNECTIONS connections (reconcile opens one per 4 workers: libvirtd stops reading a
+connection with 5 calls in flight). The domain is the same tiny guest that reconcile
+defines for the benchmark's manifests. Run as its own process with the same interpreter
+as `reconcile`.
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
+import threading
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 
@@ -39,25 +43,33 @@ def domain_xml(name: str, *, memory_mib: int, virt_type: str, uuid: str | None =
 
 
 def main(argv: list[str]) -> int:
-    uri, mode, workers, memory_mib, virt_type, *names = argv
+    uri, mode, workers, connections, memory_mib, virt_type, *names = argv
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-    conn = libvirt.open(uri)
+    conns = [libvirt.open(uri) for _ in range(int(connections))]
+    turn = itertools.cycle(conns)
+    mine = threading.local()
+
+    def conn() -> libvirt.virConnect:
+        if not hasattr(mine, "conn"):  # each thread keeps one connection
+            mine.conn = next(turn)
+        return mine.conn
 
     def cold(name: str) -> None:
         xml = domain_xml(name, memory_mib=int(memory_mib), virt_type=virt_type)
-        conn.defineXML(xml).create()
+        conn().defineXML(xml).create()
 
     def change(name: str) -> None:
-        dom = conn.lookupByName(name)
+        dom = conn().lookupByName(name)
         uuid = dom.UUIDString()  # kept in the handle: no call to libvirtd
         dom.destroy()
         xml = domain_xml(name, memory_mib=int(memory_mib), virt_type=virt_type, uuid=uuid)
-        conn.defineXML(xml).create()
+        conn().defineXML(xml).create()
 
     job = {"cold": cold, "change": change}[mode]
     with ThreadPoolExecutor(max_workers=int(workers)) as pool:
         list(pool.map(job, names))
-    conn.close()
+    for each in conns:
+        each.close()
     print(len(names))
     return 0
 

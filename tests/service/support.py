@@ -62,7 +62,9 @@ exec libvirtd "$@" -f "$base/libvirtd.conf" -p /run/libvirtd.pid
 class Sandbox:
     """A private libvirtd; see the module docstring. Needs root and unshare(1)."""
 
-    def __init__(self) -> None:
+    def __init__(self, conf: str = "") -> None:
+        """`conf`: more libvirtd.conf settings for this daemon."""
+        self.conf = conf
         # A short path: a unix socket path must fit in 108 bytes.
         self.base = Path(tempfile.mkdtemp(prefix="rcl-", dir="/tmp"))
         self.socket_dir = self.base / "sock"
@@ -73,7 +75,8 @@ class Sandbox:
 
     def start(self) -> None:
         self.socket_dir.mkdir()
-        (self.base / "libvirtd.conf").write_text(f'unix_sock_dir = "{self.socket_dir}"\n')
+        (self.base / "libvirtd.conf").write_text(
+            f'unix_sock_dir = "{self.socket_dir}"\n{self.conf}')
         script = self.base / "start.sh"
         script.write_text(START_SCRIPT)
         script.chmod(0o755)
