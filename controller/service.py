@@ -35,10 +35,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 from types import FrameType
+from typing import Any
 
 from .errors import ConnectionLost, HypervisorError, UsageError
 from .fleet import DEFAULT_HOST, Fleet, HostLink
-from .hypervisor import Hypervisor, WatchedHypervisor, event_loop_alive
+from .hypervisor import Hypervisor, WatchedHypervisor, connections_for, event_loop_alive
 from .inventory import Inventory, default_state_dir
 from .locks import VMLocks, default_lock_dir
 from .manifests import DEFAULT_DISK_ROOTS, LoadResult, load_directory
@@ -83,6 +84,8 @@ class _Connection:
     next_connect: float = 0.0
     delay: float = CONNECT_BACKOFF[0]
     said_unreachable: bool = False
+    lister: threading.Thread | None = None  # the last resync's listing of this host
+    stuck: Any = None  # a connection whose calls stopped answering: replace, do not reuse
 
 
 def metric_host(name: str) -> str:
@@ -143,7 +146,8 @@ class Service:
     def _watched(self, name: str, uri: str | None) -> Hypervisor:
         return WatchedHypervisor(uri, on_event=partial(self._on_event, name),
                                  on_open=partial(self._on_open, name),
-                                 on_close=partial(self._on_close, name))
+                                 on_close=partial(self._on_close, name),
+                                 connections=connections_for(self.args.workers))
 
     def _links(self) -> list[HostLink]:
         """The hosts this service converges now."""
@@ -260,6 +264,12 @@ class Service:
                 state.delay = min(state.delay * 2, CONNECT_BACKOFF[1])
                 self._fail_host_vms(link)
         if not state.connected and state.opener is None:
+            if state.stuck is not None and state.stuck is link.hypervisor.current() \
+                    and any(link.hypervisor.in_flight()):
+                # Calls still wait on the connection that stopped answering: a second
+                # connection now, and closing the first under them, crashed libvirt's
+                # client. They return when the host answers again or keepalive gives up.
+                return now + 1.0
             if now >= state.next_connect:
                 state.open_error, state.opened_at = None, now
                 state.opener = threading.Thread(target=self._connect, args=(link, state),
@@ -315,7 +325,10 @@ class Service:
             if isinstance(hypervisor, WatchedHypervisor) and hypervisor.current() is None:
                 hypervisor.connect()
             else:
-                hypervisor.reconnect()  # nothing to do if a worker reconnected already
+                # Nothing to do if a worker reconnected already, unless calls stopped
+                # answering on the current connection.
+                stuck, state.stuck = state.stuck, None
+                hypervisor.reconnect(failed=stuck)
         except ConnectionLost as error:
             state.open_error = error
         self._wake()
@@ -394,21 +407,24 @@ class Service:
         named = frozenset(load.specs) | frozenset(load.invalid_names)
         orphans: set[str] = set()
         listed = False
-        for link in self._links():
-            if not self._connections[link.name].connected:
+        for link, listing in self._list_hosts(named):
+            if listing is None:
+                log.warning("resync (%s): no answer from %s within %gs", reason, link.label,
+                            self.fleet.connect_timeout)
+                self._connections[link.name].stuck = link.hypervisor.current()
+                self._on_close(link.name, "no answer")
                 continue
-            try:
-                snapshot = link.hypervisor.snapshot()
-                managed = link.hypervisor.managed_domains(snapshot, skip=named)
-            except ConnectionLost as error:
+            if isinstance(listing, ConnectionLost):
                 log.warning("resync (%s) cannot list the domains of %s: %s", reason,
-                            link.label, error)
+                            link.label, listing)
                 self._on_close(link.name, "error")
                 continue
-            except HypervisorError as error:
-                log.warning("resync (%s): orphans on %s unknown: %s", reason, link.label, error)
+            if isinstance(listing, HypervisorError):
+                log.warning("resync (%s): orphans on %s unknown: %s", reason, link.label,
+                            listing)
                 listed = True
                 continue
+            snapshot, managed = listing
             listed = True
             orphans |= managed
             self.fleet.inventory.record(link.name, (set(snapshot.domains) & named) | managed)
@@ -436,6 +452,49 @@ class Service:
         log.log(level, "resync (%s): %d VMs, %d orphans queued (%.0f ms)", reason,
                 len(load.specs), len(orphans), (time.monotonic() - started) * 1000)
         return True
+
+    def _list_hosts(self, named: frozenset[str]) -> list[tuple[HostLink, Any]]:
+        """Each connected host's domains and orphans, read in parallel: (snapshot, managed
+        names), the HypervisorError, or None when the host stopped answering. A call to a
+        host cut off mid-call can wait far longer than keepalive promises (libvirt 9.0,
+        seen in tests/multihost), and the loop must go on."""
+        results: dict[str, Any] = {}
+
+        def list_host(link: HostLink) -> None:
+            try:
+                snapshot = link.hypervisor.snapshot()
+                results[link.name] = (snapshot,
+                                      link.hypervisor.managed_domains(snapshot, skip=named))
+            except HypervisorError as error:
+                results[link.name] = error
+
+        started: list[tuple[HostLink, threading.Thread]] = []
+        for link in self._links():
+            state = self._connections[link.name]
+            if not state.connected:
+                continue
+            if state.lister is not None and state.lister.is_alive():
+                started.append((link, state.lister))  # the last listing has no answer yet
+                continue
+            state.lister = threading.Thread(target=list_host, args=(link,), daemon=True,
+                                            name=f"list-{link.label}")
+            state.lister.start()
+            started.append((link, state.lister))
+        # A host is given up when none of its calls started for a whole connect timeout:
+        # a long listing of a slow host is progress, not silence.
+        calls = {link.name: link.hypervisor.calls for link, _ in started}
+        waiting = started
+        while waiting:
+            deadline = time.monotonic() + self.fleet.connect_timeout
+            for _, thread in waiting:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            moving = []
+            for link, thread in waiting:
+                if thread.is_alive() and link.hypervisor.calls != calls[link.name]:
+                    calls[link.name] = link.hypervisor.calls
+                    moving.append((link, thread))
+            waiting = moving
+        return [(link, results.get(link.name)) for link, _ in started]
 
     def _note_invalid(self, load: LoadResult) -> None:
         with self._lock:
