@@ -279,23 +279,11 @@ class Fleet:
                 with reported:
                     progress(outcome)
 
-        results: dict[str, list[Outcome]] = {}
-        errors: list[BaseException] = []
+        def host_jobs(name: str) -> tuple[str, list[Outcome]]:
+            return name, run_all(by_host[name], self.workers, report)
 
-        def host_jobs(name: str) -> None:
-            try:
-                results[name] = run_all(by_host[name], self.workers, report)
-            except BaseException as error:  # noqa: BLE001 - raised below, in the caller
-                errors.append(error)
-
-        threads = [threading.Thread(target=host_jobs, args=(name,),
-                                    name=f"reconcile-{host_label(name)}") for name in by_host]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if errors:
-            raise errors[0]
+        results = dict(run_all([partial(host_jobs, name) for name in by_host],
+                               len(by_host), None))
         return [outcome for name in by_host for outcome in results[name]]
 
     # --- one VM ------------------------------------------------------------------

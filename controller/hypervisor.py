@@ -209,10 +209,15 @@ class _Lines:
         if close is not None:
             close(line.conn)
 
+    def wait_idle(self, lines: list[_Line]) -> None:
+        """Until no call is in flight on any of `lines` (already out of the pool)."""
+        with self._free:
+            while any(line.busy for line in lines):
+                self._free.wait()
+
     def retire(self, line: _Line, closer: Callable[[Any], None]) -> None:
         """Close `line`, already out of the pool, now or when its last call returns:
-        closing a connection under a call on it crashes libvirt's client (seen here: a
-        segfault in libvirt.so, a general protection fault in GLib)."""
+        closing a connection under a call on it crashes libvirt's client."""
         with self._free:
             if line.busy:
                 line.closer = closer
@@ -275,6 +280,7 @@ class Hypervisor:
         # interval x (count + 1) s instead of TCP's minutes; needs start_event_loop() first.
         self.keepalive = keepalive
         self._conn: Any = None
+        self._given_up: Any = None  # see give_up()
         self._lock = threading.Lock()
         self._lines = _Lines(connections, self._open_extra, uri or "libvirt")
         self._machines: dict[tuple[str, str | None, str], str] = {}
@@ -319,13 +325,25 @@ class Hypervisor:
 
     def reconnect(self, failed: Any = None) -> None:
         """Open a new connection, unless another thread already did: the current one
-        is alive and is not `failed`."""
+        is alive and is not `failed`.
+
+        Calls still in flight on the old connection (a host that stopped answering) are
+        waited for first: opening another connection beside them, or closing the old one
+        under them, crashed libvirt's client (segfaults in libvirt.so and GLib).
+        """
         with self._lock:
             if self._conn is not None and self._conn is not failed and self.alive():
                 return
-            self._conn = None
-            self._retire(self._lines.reset(None))
+            self._conn = self._given_up = None
+            old = self._lines.reset(None)
+            self._lines.wait_idle(old)
+            self._retire(old)
             self._open_locked()
+
+    def give_up(self) -> None:
+        """Count the current connection as lost although libvirt has not said so (its
+        calls stopped answering): the next `reconnect` replaces it."""
+        self._given_up = self._conn
 
     def _retire(self, lines: list[_Line]) -> None:
         """Close replaced connections, each once no call waits on it any more (a host
@@ -337,7 +355,7 @@ class Hypervisor:
         """Whether the current connection is open and its peer not known to be gone.
         A local check: no round trip to the daemon."""
         conn = self._conn
-        return conn is not None and _is_alive(conn)
+        return conn is not None and conn is not self._given_up and _is_alive(conn)
 
     def _forget(self, conn: Any) -> None:
         """Close a connection being replaced; errors of a dead one are moot."""

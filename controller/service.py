@@ -85,7 +85,6 @@ class _Connection:
     delay: float = CONNECT_BACKOFF[0]
     said_unreachable: bool = False
     lister: threading.Thread | None = None  # the last resync's listing of this host
-    stuck: Any = None  # a connection whose calls stopped answering: replace, do not reuse
 
 
 def metric_host(name: str) -> str:
@@ -264,12 +263,6 @@ class Service:
                 state.delay = min(state.delay * 2, CONNECT_BACKOFF[1])
                 self._fail_host_vms(link)
         if not state.connected and state.opener is None:
-            if state.stuck is not None and state.stuck is link.hypervisor.current() \
-                    and any(link.hypervisor.in_flight()):
-                # Calls still wait on the connection that stopped answering: a second
-                # connection now, and closing the first under them, crashed libvirt's
-                # client. They return when the host answers again or keepalive gives up.
-                return now + 1.0
             if now >= state.next_connect:
                 state.open_error, state.opened_at = None, now
                 state.opener = threading.Thread(target=self._connect, args=(link, state),
@@ -325,10 +318,7 @@ class Service:
             if isinstance(hypervisor, WatchedHypervisor) and hypervisor.current() is None:
                 hypervisor.connect()
             else:
-                # Nothing to do if a worker reconnected already, unless calls stopped
-                # answering on the current connection.
-                stuck, state.stuck = state.stuck, None
-                hypervisor.reconnect(failed=stuck)
+                hypervisor.reconnect()  # nothing to do if a worker reconnected already
         except ConnectionLost as error:
             state.open_error = error
         self._wake()
@@ -411,7 +401,7 @@ class Service:
             if listing is None:
                 log.warning("resync (%s): no answer from %s within %gs", reason, link.label,
                             self.fleet.connect_timeout)
-                self._connections[link.name].stuck = link.hypervisor.current()
+                link.hypervisor.give_up()
                 self._on_close(link.name, "no answer")
                 continue
             if isinstance(listing, ConnectionLost):

@@ -243,35 +243,26 @@ def probe_migrations(one: Host, two: Host, prefix: str, rounds: int) -> dict[str
         except libvirt.libvirtError as exc:
             result["persist_xml"] = {"ok": False, "error": _error(exc)}
 
-        # c2: the target already holds an inactive definition with the same name and UUID
-        name = f"{prefix}predef"
-        names.append(name)
-        dom = _running_guest(sconn, name)
-        dconn.defineXML(_inactive(dom))
-        _say(f"migrating {name}")
-        try:
-            dom.migrate3(dconn, params, MIGRATE_FLAGS)
-            _say("onto_same_inactive_definition done")
-            result["onto_same_inactive_definition"] = {
-                "ok": True, "target": state(dconn, name), "source": state(sconn, name)}
-        except libvirt.libvirtError as exc:
-            result["onto_same_inactive_definition"] = {"ok": False, "error": _error(exc)}
+        def onto_a_definition(key: str, short: str, same_uuid: bool) -> None:
+            """Migrate a running guest to a target that already defines its name."""
+            name = f"{prefix}{short}"
+            names.append(name)
+            dom = _running_guest(sconn, name)
+            dconn.defineXML(_inactive(dom) if same_uuid else tiny_domain_xml(name))
+            _say(f"migrating {name}")
+            try:
+                dom.migrate3(dconn, params, MIGRATE_FLAGS)
+                _say(f"{key} done")
+                result[key] = {"ok": True, "target": state(dconn, name),
+                               "source": state(sconn, name)}
+            except libvirt.libvirtError as exc:
+                result[key] = {"ok": False, "error": _error(exc), "source": state(sconn, name),
+                               "target": state(dconn, name)}
 
+        # c2: the target already holds an inactive definition with the same name and UUID
+        onto_a_definition("onto_same_inactive_definition", "predef", same_uuid=True)
         # c3: ... with the same name and another UUID
-        name = f"{prefix}otheruuid"
-        names.append(name)
-        dom = _running_guest(sconn, name)
-        dconn.defineXML(tiny_domain_xml(name))
-        _say(f"migrating {name}")
-        try:
-            dom.migrate3(dconn, params, MIGRATE_FLAGS)
-            _say("onto_other_uuid_same_name done")
-            result["onto_other_uuid_same_name"] = {
-                "ok": True, "target": state(dconn, name), "source": state(sconn, name)}
-        except libvirt.libvirtError as exc:
-            result["onto_other_uuid_same_name"] = {
-                "ok": False, "error": _error(exc), "source": state(sconn, name),
-                "target": state(dconn, name)}
+        onto_a_definition("onto_other_uuid_same_name", "otheruuid", same_uuid=False)
 
         # c4: the same name+UUID already running on the target
         name = f"{prefix}dup"

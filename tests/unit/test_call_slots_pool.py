@@ -148,3 +148,25 @@ def test_test_driver_uris_never_get_a_second_connection() -> None:
             hypervisor._lines.give_back(line, failed=False)
     finally:
         hypervisor.close()
+
+
+def test_a_given_up_connection_is_replaced_once_its_calls_return() -> None:
+    from controller.hypervisor import Hypervisor
+
+    hypervisor = Hypervisor("test:///default")
+    hypervisor.connect()
+    first = hypervisor.current()
+    stuck = hypervisor._lines.take()  # a call that has not returned
+    hypervisor.give_up()
+    assert not hypervisor.alive()
+    replacing = threading.Thread(target=hypervisor.reconnect, daemon=True)
+    replacing.start()
+    replacing.join(0.3)
+    assert replacing.is_alive(), "a new connection was opened beside a call in flight"
+    assert stuck is not None
+    hypervisor._lines.give_back(stuck, failed=False)
+    replacing.join(10)
+    assert not replacing.is_alive()
+    assert hypervisor.alive() and hypervisor.current() is not first
+    assert first._o is None, "the replaced connection was not closed"
+    hypervisor.close()
