@@ -77,6 +77,7 @@ def parse_domain(xml: str) -> DomainConfig:
         managed=mark is not None,
         active=root.get("id", "-1") != "-1",
         owner=mark.get("host") if mark is not None else None,
+        source=mark.get("source") if mark is not None else None,
     )
 
 
@@ -96,7 +97,7 @@ def build_domain(spec: VMSpec, base_xml: str | None = None) -> str:
     _child(root, "name").text = spec.name
     if spec.uuid:
         _child(root, "uuid").text = spec.uuid
-    _mark_managed(root, spec.host)
+    _mark_managed(root, spec.host, spec.source)
     _set_memory(_child(root, "memory"), spec.memory_kib)
     _set_memory(_child(root, "currentMemory"), spec.current_memory_kib)
     vcpu = _child(root, "vcpu")
@@ -115,10 +116,11 @@ def build_domain(spec: VMSpec, base_xml: str | None = None) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def mark_owner(xml: str, host: str | None) -> str:
-    """`xml` with the ownership mark naming `host`: a definition arriving on a new host."""
+def mark_owner(xml: str, host: str | None, source: str | None) -> str:
+    """`xml` with the ownership mark naming `host` and the manifest file `source`: a
+    definition arriving on a new host."""
     root = ET.fromstring(xml)
-    _mark_managed(root, host)
+    _mark_managed(root, host, source)
     return ET.tostring(root, encoding="unicode")
 
 
@@ -146,16 +148,18 @@ def _child(parent: ET.Element, tag: str) -> ET.Element:
     return found if found is not None else ET.SubElement(parent, tag)
 
 
-def _mark_managed(root: ET.Element, host: str | None) -> None:
-    """The ownership mark; with several hosts it names the host that owns the VM now."""
+def _mark_managed(root: ET.Element, host: str | None, source: str | None) -> None:
+    """The ownership mark: the manifest file the domain comes from and, with several
+    hosts, the host that owns the VM now."""
     metadata = _child(root, "metadata")
     mark = metadata.find(_MANAGED_TAG)
     if mark is None:
         mark = ET.SubElement(metadata, _MANAGED_TAG)
-    if host:
-        mark.set("host", host)
-    else:
-        mark.attrib.pop("host", None)
+    for key, value in (("host", host), ("source", source)):
+        if value:
+            mark.set(key, value)
+        else:
+            mark.attrib.pop(key, None)
 
 
 def _set_memory(element: ET.Element, kib: int) -> None:

@@ -1,9 +1,9 @@
 """Runs one VM's plan: its steps strictly in order, each retried on transient errors.
 
-Called by the engine while it holds the VM's lock. A step that fails for good
+Called by the reconciler while it holds the VM's lock. A step that fails for good
 stops the plan there (later steps depend on earlier ones); what was done is
 reported with the error. Connection loss, "already exists" and a domain that
-vanished are left to the engine, which observes afresh and plans again rather
+vanished are left to the reconciler, which observes afresh and plans again rather
 than guess.
 """
 
@@ -16,8 +16,8 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from .errors import HypervisorError, PermanentError, TransientError
-from .hypervisor import Hypervisor
 from .model import Action, Step
+from .virt import Hypervisor
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -87,7 +87,7 @@ def execute(
                          name, step, hosts)
         except (TransientError, PermanentError) as error:
             raise StepFailed(step, error, done) from error
-        # ConnectionLost, AlreadyExists, DomainNotFound propagate: the engine observes again.
+        # ConnectionLost, AlreadyExists, DomainNotFound propagate: the reconciler observes again.
         if observer:
             observer(name, step, "done")
         done.append(step)
@@ -101,25 +101,26 @@ def _log_retry(name: str, step: Step, state: RetryCallState) -> None:
 
 def _run(hypervisor: Hypervisor, name: str, step: Step,
          hosts: Mapping[str, Hypervisor] | None) -> None:
+    steps = hypervisor.steps
     action = step.action
     if action is Action.MIGRATE:
         assert step.xml is not None and step.to_host is not None and hosts is not None
-        hypervisor.migrate(name, hosts[step.to_host], persist_xml=step.xml)
+        steps.migrate(name, hosts[step.to_host].connection, persist_xml=step.xml)
     elif action is Action.SET_MEMORY:
         assert step.memory_kib is not None
-        hypervisor.set_memory_live(name, step.memory_kib)
+        steps.set_memory_live(name, step.memory_kib)
     elif action is Action.SHUTDOWN:
-        hypervisor.shutdown(name, step.timeout or 0)
+        steps.shutdown(name, step.timeout or 0)
     elif action is Action.DESTROY:
-        hypervisor.destroy(name)
+        steps.destroy(name)
     elif action is Action.UNDEFINE:
-        hypervisor.undefine(name)
+        steps.undefine(name)
     elif action is Action.DEFINE:
         assert step.xml is not None
-        hypervisor.define(step.xml)
+        steps.define(step.xml)
     elif action is Action.AUTOSTART:
-        hypervisor.set_autostart(name, bool(step.autostart))
+        steps.set_autostart(name, bool(step.autostart))
     elif action is Action.START:
-        hypervisor.start(name)
+        steps.start(name)
     else:  # pragma: no cover - every Action is handled above
         raise AssertionError(action)

@@ -132,6 +132,7 @@ class DomainConfig:
     managed: bool
     active: bool = False  # the XML is a running domain's live definition (it has an id)
     owner: str | None = None  # the host named by the ownership mark, if any
+    source: str | None = None  # the manifest file named by the ownership mark, if any
 
 
 @dataclass(frozen=True)
@@ -188,12 +189,32 @@ class Step:
 
 @dataclass(frozen=True)
 class Plan:
-    """The ordered steps for one VM, or why none may be taken."""
+    """The ordered steps for one VM, or why none may be taken.
+
+    A move's plan runs `steps` (on the source and the target), then whatever a
+    fresh look at the target plans there, then `after` (on the source).
+    """
 
     steps: tuple[Step, ...] = ()
     changes: tuple[Change, ...] = ()
-    conflict: str | None = None
+    conflict: str | None = None  # a state to resolve by hand: nothing is done
+    failure: str | None = None  # nothing may be done now (unknown state, a refusal)
     restart_pending: str | None = None
+    after: tuple[Step, ...] = ()
+    note: str | None = None  # said with the outcome, e.g. why an orphan is left alone
+
+    @property
+    def moves(self) -> bool:
+        return bool(self.after) or any(step.action is Action.MIGRATE for step in self.steps)
+
+
+class Cause(enum.Enum):
+    """What the caller should do about an outcome; the service's queue acts on it."""
+
+    NONE = "none"  # done: nothing to retry
+    RETRY = "retry"  # failed for now: try again after a backoff
+    TERMINAL = "terminal"  # retrying cannot help until the manifest or the domain changes
+    HOST_UNREACHABLE = "host-unreachable"  # look again once the host answers
 
 
 @dataclass
@@ -211,6 +232,9 @@ class Outcome:
     spec: VMSpec | None = None
     host: str | None = None  # with several hosts: where this VM is (or was pruned from)
     multi_host: bool = False  # whether the pass had hosts: then JSON says "host"
+    cause: Cause = Cause.NONE
+    retry_after: float | None = None  # with Cause.RETRY: not before this many seconds
+    orphan: bool = False  # about a managed domain that no manifest names
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {

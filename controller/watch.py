@@ -28,12 +28,14 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
-from .manifests import _EDITOR_LEFTOVERS, DEFAULT_DISK_ROOTS, LoadResult, load_directory
+from .manifests import DEFAULT_DISK_ROOTS, EDITOR_LEFTOVERS, LoadResult, load_directory
 
 log = logging.getLogger(__name__)
 
 #: The relative path that stands for the manifest directory itself.
 ROOT = "."
+#: A manifest must have been gone this long before its domain is pruned.
+PRUNE_SETTLE = 1.0
 _CHANGES = frozenset({"created", "deleted", "modified", "moved", "closed"})
 
 
@@ -49,7 +51,7 @@ def relevant_path(relative: str, *, is_directory: bool) -> bool:
     if is_directory:
         return True
     name = parts[-1]
-    return name.endswith((".yaml", ".yml")) and not _EDITOR_LEFTOVERS.search(name)
+    return name.endswith((".yaml", ".yml")) and not EDITOR_LEFTOVERS.search(name)
 
 
 def touched_paths(event: FileSystemEvent, root: str) -> set[str]:
@@ -288,6 +290,19 @@ class ManifestSet:
 
     def current(self) -> LoadResult:
         return self._load
+
+    def unsettled_for(self) -> float:
+        """Seconds until the specs have been unchanged for PRUNE_SETTLE (0: they have), so
+        a file being rewritten (truncated, then written) is not mistaken for a deleted
+        one and its domain pruned."""
+        return max(0.0, PRUNE_SETTLE - (time.monotonic() - self.changed_at))
+
+    def confirm(self) -> LoadResult:
+        """The directory read afresh (not kept): before a domain is removed for lack of a
+        manifest, the files it would be removed for are looked at once more."""
+        return load_directory(self.directory, disk_roots=self.disk_roots,
+                              strict_permissions=self.strict_permissions,
+                              extra_hosts=self.extra_hosts)
 
     def reload(self, touched: Collection[str] = (ROOT,)) -> Reload:
         """Read the directory again; return the new load, the names to look at, and the

@@ -1,5 +1,6 @@
-"""Fixtures shared by every suite: a test:///default connection and an engine on it, and
-a manifest directory and a disk root under tmp_path.
+"""Fixtures shared by every suite: a test:///default connection and a rig (a run
+assembled as the CLI does, tests/support/rig.py) on it, and a manifest directory and a
+disk root under tmp_path.
 
 Each Hypervisor opens its own test:///default connection, which starts from libvirt's
 built-in state (one running, unmanaged domain called 'test') and dies with it.
@@ -12,20 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from controller.engine import Engine
-from controller.executor import RetryPolicy
-from controller.hypervisor import Hypervisor
 from controller.locks import VMLocks
+from controller.virt import Hypervisor
+
+from .support.rig import Rig
 
 TEST_URI = "test:///default"
 
 
 @pytest.fixture
 def hypervisor() -> Iterator[Hypervisor]:
-    hv = Hypervisor(TEST_URI)
-    hv.connect()
+    hv = Hypervisor.open(TEST_URI)
+    hv.connection.connect()
     yield hv
-    hv.close()
+    hv.connection.close()
 
 
 @pytest.fixture
@@ -34,8 +35,8 @@ def locks(tmp_path: Path) -> VMLocks:
 
 
 @pytest.fixture
-def engine(hypervisor: Hypervisor, locks: VMLocks) -> Engine:
-    return Engine(hypervisor, locks, retry=RetryPolicy(attempts=2, first_wait=0.01))
+def rig(hypervisor: Hypervisor, locks: VMLocks) -> Rig:
+    return Rig.single(hypervisor, locks)
 
 
 @pytest.fixture

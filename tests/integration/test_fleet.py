@@ -1,6 +1,6 @@
 """Many hosts without real remote hosts: each host is libvirt's test driver on a file of its
 own (`test:///<abs path>`), which gives every connection a separate, in-memory hypervisor
-starting from that file's content. A Fleet kept across passes therefore sees its own state
+starting from that file's content. A rig kept across passes therefore sees its own state
 persist, and each `reconcile` command run in-process starts from the files again.
 
 The test driver cannot migrate, so live moves are out of scope here (tests/multihost has
@@ -25,13 +25,13 @@ import pytest
 from controller import domainxml
 from controller.cli import main
 from controller.executor import RetryPolicy
-from controller.fleet import Fleet
-from controller.hypervisor import Hypervisor
-from controller.inventory import Inventory
 from controller.locks import VMLocks
 from controller.manifests import LoadResult, load_directory
+from controller.inventory import Inventory
 from controller.model import Action, Outcome, Result
+from controller.virt import Hypervisor
 
+from ..support.rig import Rig
 from ..waiting import wait_until
 from .conftest import vm
 
@@ -59,7 +59,7 @@ class World:
         (tmp_path / "hosts").mkdir()
         self.uris = {name: self.node(name) for name in HOSTS}
         self.write_hosts(self.uris)
-        self.fleets: list[Fleet] = []
+        self.fleets: list[Rig] = []
 
     def node(self, name: str, *domains: str) -> str:
         """(Re)write host `name`'s file, holding `domains`; return its URI."""
@@ -83,12 +83,10 @@ class World:
         assert load.invalid == []
         return load
 
-    def fleet(self, load: LoadResult, *, dry_run: bool = False, **options: Any) -> Fleet:
-        options.setdefault("connect_timeout", 5.0)
+    def fleet(self, load: LoadResult, *, dry_run: bool = False, **options: Any) -> Rig:
         locks = None if dry_run else VMLocks(str(self.tmp / "locks"), timeout=10)
-        fleet = Fleet(load.hosts, options.pop("default_uri", None), locks,
-                      Inventory(str(self.state), writable=not dry_run), dry_run=dry_run,
-                      retry=RetryPolicy(attempts=2, first_wait=0.01), **options)
+        fleet = Rig.fleet(load.hosts, state=self.state, locks=locks, dry_run=dry_run,
+                          **options)
         self.fleets.append(fleet)
         return fleet
 
@@ -120,14 +118,14 @@ def silent_port() -> Iterator[int]:
 
 # --- reading and writing the hosts through a fleet's own connections ------------------------
 
-def conn(fleet: Fleet, host: str) -> Any:
-    hypervisor = fleet.links[host].hypervisor
-    if not hypervisor.connected:
-        hypervisor.connect()
-    return hypervisor.conn
+def conn(fleet: Rig, host: str) -> Any:
+    connection = fleet.hosts[host].hypervisor.connection
+    if not connection.connected:
+        connection.connect()
+    return connection.conn
 
 
-def domains(fleet: Fleet, host: str) -> dict[str, Dom]:
+def domains(fleet: Rig, host: str) -> dict[str, Dom]:
     return domains_on(conn(fleet, host))
 
 
@@ -146,7 +144,8 @@ def domain_xml(name: str, uid: str, owner: str | None = "", *, memory_mib: int =
         metadata = ""
     else:
         host = f' host="{owner}"' if owner else ""
-        metadata = f'<metadata><reconcile:managed xmlns:reconcile="{NS}"{host}/></metadata>'
+        metadata = (f'<metadata><reconcile:managed xmlns:reconcile="{NS}"{host} '
+                    f'source="{name}.yaml"/></metadata>')
     return (f"<domain type='kvm'><name>{name}</name><uuid>{uid}</uuid>{metadata}"
             f"<memory unit='MiB'>{memory_mib}</memory><vcpu>1</vcpu>"
             "<os><type>hvm</type></os></domain>")
@@ -159,18 +158,18 @@ def in_node(xml: str, *, running: bool) -> str:
                                     "</test:runstate></domain>")
 
 
-def cut(fleet: Fleet, host: str) -> Hypervisor:
+def cut(fleet: Rig, host: str) -> Hypervisor:
     """Make `host` unreachable to `fleet`; return its real connection, still open."""
-    engine = fleet.links[host].engine
-    real, engine.hypervisor = engine.hypervisor, Hypervisor(REFUSED)
+    link = fleet.hosts[host]
+    real, link.hypervisor = link.hypervisor, Hypervisor.open(REFUSED)
     return real
 
 
-def restore(fleet: Fleet, host: str, real: Hypervisor) -> None:
-    fleet.links[host].engine.hypervisor = real
+def restore(fleet: Rig, host: str, real: Hypervisor) -> None:
+    fleet.hosts[host].hypervisor = real
 
 
-def define(fleet: Fleet, host: str, xml: str, *, running: bool = False,
+def define(fleet: Rig, host: str, xml: str, *, running: bool = False,
            autostart: bool = False) -> None:
     dom = conn(fleet, host).defineXML(xml)
     if autostart:
@@ -239,7 +238,7 @@ def test_the_ownership_mark_names_the_host(world: World) -> None:
     fleet = world.fleet(world.load())
     fleet.run_pass(world.load(), prune=False, max_prune=5)
     xml = conn(fleet, "kvm-2").lookupByName("a").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-    assert '<reconcile:managed host="kvm-2"/>' in xml
+    assert '<reconcile:managed host="kvm-2" source="a.yaml"/>' in xml
 
 
 @pytest.mark.parametrize(("owner", "label"), [(None, "(-c)"), ("kvm-1", "kvm-1")])
@@ -276,7 +275,7 @@ def test_c_naming_a_host_s_uri_is_that_host(world: World) -> None:
     fleet = world.fleet(world.load(), default_uri=world.uris["kvm-3"])
     report = fleet.run_pass(world.load(), prune=False, max_prune=5)
     assert results(report.outcomes) == {"a": ("kvm-3", Result.CONVERGED)}
-    assert set(fleet.links) == set(HOSTS)
+    assert set(fleet.hosts.by_name) == set(HOSTS)
     assert domains(fleet, "kvm-3")["a"].owner is None  # placed by -c, not by spec.host
 
 
@@ -482,7 +481,7 @@ def test_dry_run_of_a_move_lists_the_steps_and_changes_nothing(world: World) -> 
     inventory = world.inventory()
 
     dry = world.fleet(world.load(), dry_run=True,  # the same in-memory hosts
-                      make_hypervisor=lambda name, _: wet.links[name].hypervisor)
+                      make_hypervisor=lambda name, _: wet.hosts[name].hypervisor)
     (outcome,) = dry.run_pass(world.load(), prune=True, max_prune=5).outcomes
     assert (outcome.host, outcome.result) == ("kvm-2", Result.PLANNED)
     assert actions(outcome) == [("autostart", "kvm-1"), ("destroy", "kvm-1"),
@@ -499,7 +498,7 @@ def test_dry_run_of_a_live_move_plans_the_migration(world: World) -> None:
     world.place("a", "kvm-2", moveStrategy="live", memory=128)
     before = {host: domains(wet, host) for host in HOSTS}
     dry = world.fleet(world.load(), dry_run=True,
-                      make_hypervisor=lambda name, _: wet.links[name].hypervisor)
+                      make_hypervisor=lambda name, _: wet.hosts[name].hypervisor)
     (outcome,) = dry.run_pass(world.load(), prune=False, max_prune=5).outcomes
     assert outcome.result is Result.PLANNED
     assert [(step.action.value, step.host, step.to_host, step.reason)
@@ -657,7 +656,7 @@ def test_nothing_is_pruned_on_an_unreachable_host_and_it_converges_when_back(
     assert report.orphans == ["o-1"]
     assert report.prune_note == "host(s) kvm-2 unreachable: not pruned"
     assert list(domains(fleet, "kvm-1")) == ["a"]
-    assert list(domains_on(kvm_2.conn)) == ["o-2"]
+    assert list(domains_on(kvm_2.connection.conn)) == ["o-2"]
 
     restore(fleet, "kvm-2", kvm_2)
     report = fleet.run_pass(world.load(), prune=True, max_prune=5)
@@ -698,7 +697,7 @@ def test_a_vm_an_unreachable_host_last_held_is_not_created_elsewhere(world: Worl
     report = first.run_pass(world.load(), prune=True, max_prune=5)
     assert results(report.outcomes)["a"] == ("kvm-1", Result.FAILED)
     assert domains(first, "kvm-1") == {"c": domains(first, "kvm-1")["c"]}
-    assert sorted((name, dom.power) for name, dom in domains_on(kvm_3.conn).items()) == [
+    assert sorted((name, dom.power) for name, dom in domains_on(kvm_3.connection.conn).items()) == [
         ("a", "running"), ("b", "running")]
 
     # kvm-3 answers again: the move happens
@@ -772,7 +771,7 @@ def test_the_state_dir_after_passes(world: World, capsys: pytest.CaptureFixture[
 
 # --- orphans -----------------------------------------------------------------------------------
 
-def orphans_on(world: World, fleet: Fleet, layout: dict[str, list[str]]) -> None:
+def orphans_on(world: World, fleet: Rig, layout: dict[str, list[str]]) -> None:
     for host, names in layout.items():
         for name in names:
             define(fleet, host, domain_xml(name, new_uuid(), host), running=True)

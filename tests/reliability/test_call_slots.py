@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 import libvirt
 import pytest
 
-from controller.hypervisor import Hypervisor, start_event_loop
+from controller.virt import Hypervisor
+from controller.virt.loop import start_event_loop
 from tests.e2e.support import define_unmanaged
 from tests.service.support import Sandbox
 from tests.waiting import wait_until
@@ -136,10 +137,11 @@ def test_five_blocked_calls_drop_a_plain_connection_but_not_ours(
         lambda name: plain.lookupByName(name).setMemoryFlags(
             60 * MIB, libvirt.VIR_DOMAIN_AFFECT_LIVE), plain_guests)
     # Ours: the same five calls through the Hypervisor.
-    ours = Hypervisor(strict_daemon.uri, keepalive=(1, 2), connections=connections)
+    hypervisor = Hypervisor.open(strict_daemon.uri, keepalive=(1, 2), connections=connections)
+    ours = hypervisor.connection
     ours.connect()
-    our_threads, our_results = in_threads(lambda name: ours.set_memory_live(name, 60 * MIB),
-                                          our_guests)
+    our_threads, our_results = in_threads(
+        lambda name: hypervisor.steps.set_memory_live(name, 60 * MIB), our_guests)
     try:
         want = [4] if connections == 1 else [4, 1]
         wait_until(lambda: ours.in_flight() == want, 20,

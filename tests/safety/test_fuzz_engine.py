@@ -17,11 +17,11 @@ import libvirt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.engine import Engine
-from controller.hypervisor import Hypervisor
 from controller.manifests import load_directory
 from controller.model import Result
+from controller.virt import Hypervisor
 
+from ..support.rig import Rig
 from .checks import check_load
 from .conftest import count, fuzz_settings
 from .strategies import DISK_ROOT, Entry, broken_manifest, dump, entries, write_entries
@@ -50,7 +50,7 @@ State = dict[str, tuple[str, str | None, int, bool, bool]]
 def domain_state(hypervisor: Hypervisor) -> State:
     """Every domain: saved XML, live XML, power state, persistence and autostart."""
     state: State = {}
-    for dom in hypervisor.conn.listAllDomains(0):
+    for dom in hypervisor.connection.conn.listAllDomains(0):
         live = dom.XMLDesc(0) if dom.isActive() else None
         state[dom.name()] = (dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), live,
                              dom.state()[0], bool(dom.isPersistent()), bool(dom.autostart()))
@@ -76,32 +76,32 @@ def corrupted(draw: st.DrawFn) -> list[Entry]:
 
 
 def test_baseline_is_converged_and_would_prune(
-    engine: Engine, hypervisor: Hypervisor, tmp_path: Path,
+    rig: Rig, hypervisor: Hypervisor, tmp_path: Path,
 ) -> None:
     """The control for the property below: a valid pass does prune the orphans."""
-    _prepare(engine, hypervisor, tmp_path)
+    _prepare(rig, hypervisor, tmp_path)
     directory = tmp_path / "valid"
     directory.mkdir()
     write_kept(directory)
-    report = engine.run_pass(load_directory(str(directory), disk_roots=[DISK_ROOT]),
+    report = rig.run_pass(load_directory(str(directory), disk_roots=[DISK_ROOT]),
                              prune=True, max_prune=100)
     assert {o.name: o.result for o in report.outcomes} == {
         **{name: Result.UNCHANGED for name in KEPT}, **{name: Result.PRUNED for name in ORPHANS}}
 
 
-def _prepare(engine: Engine, hypervisor: Hypervisor, tmp_path: Path) -> State:
+def _prepare(rig: Rig, hypervisor: Hypervisor, tmp_path: Path) -> State:
     """Create the kept VMs and the orphans; return the state every example must keep."""
     directory = tmp_path / "setup"
     directory.mkdir()
     write_kept(directory)
     for name in ORPHANS:
         (directory / f"{name}.yaml").write_text(dump(keep(name)))
-    first = engine.run_pass(load_directory(str(directory), disk_roots=[DISK_ROOT]),
+    first = rig.run_pass(load_directory(str(directory), disk_roots=[DISK_ROOT]),
                             prune=False, max_prune=0)
     assert {o.result for o in first.outcomes} == {Result.CONVERGED}
     for name in ORPHANS:
         (directory / f"{name}.yaml").unlink()
-    again = engine.run_pass(load_directory(str(directory), disk_roots=[DISK_ROOT]),
+    again = rig.run_pass(load_directory(str(directory), disk_roots=[DISK_ROOT]),
                             prune=False, max_prune=0)
     assert {o.name: o.result for o in again.outcomes} == {name: Result.UNCHANGED for name in KEPT}
     assert again.orphans == sorted(ORPHANS)
@@ -109,9 +109,9 @@ def _prepare(engine: Engine, hypervisor: Hypervisor, tmp_path: Path) -> State:
 
 
 def test_invalid_documents_never_change_or_delete_a_domain(
-    engine: Engine, hypervisor: Hypervisor, tmp_path: Path,
+    rig: Rig, hypervisor: Hypervisor, tmp_path: Path,
 ) -> None:
-    before = _prepare(engine, hypervisor, tmp_path)
+    before = _prepare(rig, hypervisor, tmp_path)
     assert set(before) == {"test", *KEPT, *ORPHANS}
 
     @fuzz_settings()
@@ -123,25 +123,34 @@ def test_invalid_documents_never_change_or_delete_a_domain(
             load = load_directory(str(directory), disk_roots=[DISK_ROOT])
             check_load(load, directory, [DISK_ROOT])
             assert load.invalid, "every example holds at least one invalid document"
-            report = engine.run_pass(load, prune=True, max_prune=prune_limit)
+            report = rig.run_pass(load, prune=True, max_prune=prune_limit)
         finally:
             shutil.rmtree(directory)
         assert domain_state(hypervisor) == before
-        assert all(o.result is Result.UNCHANGED for o in report.outcomes if o.name in KEPT)
+        for outcome in report.outcomes:
+            if outcome.name in load.specs:
+                assert outcome.result is Result.UNCHANGED, outcome
+            elif outcome.name in KEPT:  # its manifest is invalid: left as it is, not an orphan
+                assert outcome.result is Result.FAILED, outcome
+                assert (outcome.error or "").startswith("left as it is: its manifest "), outcome
+        # a kept VM is an orphan only when its manifest is gone: a folder took its name
+        kinds = {entry.name: entry.kind for entry in items}
+        for name in set(KEPT) & set(report.orphans):
+            assert kinds[f"{name}.yaml"] == "dir", (name, kinds)
         assert not any(o.result is Result.PRUNED for o in report.outcomes)
         assert set(load.specs) <= set(KEPT)
-        count("engine pass with prune=True over corrupted manifests (domains unchanged)")
+        count("pass with prune=True over corrupted manifests (domains unchanged)")
 
     corrupted_pass_changes_nothing()
 
 
 def test_random_directories_never_touch_other_domains(
-    engine: Engine, hypervisor: Hypervisor, tmp_path: Path,
+    rig: Rig, hypervisor: Hypervisor, tmp_path: Path,
 ) -> None:
     """Random files beside the kept manifests: a pass acts only on the domains of valid
     manifests, prunes only when the whole directory is valid, and leaves the rest alone,
     including a kept VM whose name a fuzzed document also uses (both are then invalid)."""
-    _prepare(engine, hypervisor, tmp_path)
+    _prepare(rig, hypervisor, tmp_path)
 
     @fuzz_settings(share=0.5)
     @given(items=entries(max_size=4))
@@ -152,7 +161,7 @@ def test_random_directories_never_touch_other_domains(
             write_kept(directory)
             write_entries(directory / "fuzz", items)
             load = load_directory(str(directory), disk_roots=[DISK_ROOT])
-            report = engine.run_pass(load, prune=True, max_prune=100)
+            report = rig.run_pass(load, prune=True, max_prune=100)
         finally:
             shutil.rmtree(directory)
         after = domain_state(hypervisor)
@@ -166,11 +175,11 @@ def test_random_directories_never_touch_other_domains(
         pruned = {o.name for o in report.outcomes if o.result is Result.PRUNED}
         assert pruned <= (set(report.orphans) if complete else set())
         for name in set(after) - set(before):  # leave the connection as the next example expects
-            dom = hypervisor.conn.lookupByName(name)
+            dom = hypervisor.connection.conn.lookupByName(name)
             if dom.isActive():
                 dom.destroy()
             if dom.isPersistent():
                 dom.undefine()
-        count("engine pass with prune=True over kept manifests plus random files")
+        count("pass with prune=True over kept manifests plus random files")
 
     junk_pass()

@@ -19,12 +19,12 @@ from hypothesis import strategies as st
 
 from controller.cli import main
 from controller.domainxml import MANAGED_NS, build_domain, parse_domain
-from controller.engine import Engine
-from controller.hypervisor import Hypervisor
 from controller.manifests import load_directory
 from controller.model import Result
+from controller.virt import Hypervisor
 from tests.conftest import TEST_URI
 
+from ..support.rig import Rig
 from .conftest import count, fuzz_settings
 
 DEFAULT_ROOT = "/var/lib/libvirt/images"
@@ -133,7 +133,7 @@ def _pattern(path: str) -> str:
 
 
 def test_injected_documents_create_no_domain(
-    manifests: Path, hypervisor: Hypervisor, engine: Engine,
+    manifests: Path, hypervisor: Hypervisor, rig: Rig,
 ) -> None:
     """All of the above in one directory beside one valid VM: only that VM is created,
     and with invalid documents present nothing is pruned."""
@@ -146,9 +146,9 @@ def test_injected_documents_create_no_domain(
     load = load_directory(str(manifests))
     assert sorted(load.specs) == ["good"]
     assert len(load.invalid) == len(INJECTED_FIELDS)
-    report = engine.run_pass(load, prune=True, max_prune=100)
+    report = rig.run_pass(load, prune=True, max_prune=100)
     assert [(o.name, o.result) for o in report.outcomes] == [("good", Result.CONVERGED)]
-    assert sorted(dom.name() for dom in hypervisor.conn.listAllDomains(0)) == ["good", "test"]
+    assert sorted(dom.name() for dom in hypervisor.connection.conn.listAllDomains(0)) == ["good", "test"]
 
 
 # --- disk sources: traversal, symlinks, devices -----------------------------------------
@@ -337,22 +337,22 @@ def test_a_shared_image_is_never_given_to_the_second_vm(
 
 
 def test_an_image_in_use_by_an_existing_domain_is_refused(
-    manifests: Path, images: Path, engine: Engine, hypervisor: Hypervisor,
+    manifests: Path, images: Path, rig: Rig, hypervisor: Hypervisor,
 ) -> None:
     shared = f"{images}/shared.qcow2"
     write(manifests, "a.yaml", vm("a", disks=[{"source": shared}]))
-    first = engine.run_pass(load_directory(str(manifests), disk_roots=[str(images)]),
+    first = rig.run_pass(load_directory(str(manifests), disk_roots=[str(images)]),
                             prune=False, max_prune=0)
     assert [o.result for o in first.outcomes] == [Result.CONVERGED]
     (manifests / "a.yaml").unlink()  # 'a' is now an orphan that still holds the image
     write(manifests, "b.yaml", vm("b", disks=[{"source": shared}]))
-    report = engine.run_pass(load_directory(str(manifests), disk_roots=[str(images)]),
+    report = rig.run_pass(load_directory(str(manifests), disk_roots=[str(images)]),
                              prune=False, max_prune=0)
     (outcome,) = [o for o in report.outcomes if o.name == "b"]
     assert outcome.result in (Result.CONFLICT, Result.FAILED)
     assert outcome.error is not None and shared in outcome.error
     with pytest.raises(libvirt.libvirtError):
-        hypervisor.conn.lookupByName("b")
+        hypervisor.connection.conn.lookupByName("b")
 
 
 # --- the XML built from hostile but valid strings ----------------------------------------
@@ -405,14 +405,14 @@ def test_hostile_valid_strings_round_trip_through_the_domain_xml(
     assert parse_domain(xml).disks == spec.disks
 
     # libvirt's own parser reads back the same values, and so does a redefinition
-    dom = hypervisor.conn.defineXML(xml)
+    dom = hypervisor.connection.conn.defineXML(xml)
     try:
         saved = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
         assert parse_domain(saved).name == name
         assert [disk.source for disk in parse_domain(saved).disks] == sources
         again = build_domain(spec, saved)
         assert [disk.source for disk in parse_domain(again).disks] == sources
-        hypervisor.conn.defineXML(again)
+        hypervisor.connection.conn.defineXML(again)
         assert [d.source for d in parse_domain(
             dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).disks] == sources
     finally:

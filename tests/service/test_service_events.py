@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from controller.errors import ConnectionLost
-from controller.hypervisor import WatchedHypervisor, event_loop_alive
+from controller.virt.events import WatchedConnection, event_loop_alive
 
 XML = """<domain type='test'><name>{name}</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>
 <os><type arch='x86_64'>hvm</type></os></domain>"""
@@ -39,13 +39,13 @@ class Events:
 
 def test_lifecycle_events_reach_the_callback_on_every_connection() -> None:
     events = Events()
-    hypervisor = WatchedHypervisor("test:///default", on_event=events.event,
+    connection = WatchedConnection("test:///default", on_event=events.event,
                                    on_open=events.opened_one, on_close=events.closed.append)
-    hypervisor.connect()
+    connection.connect()
     try:
         assert event_loop_alive()
-        assert events.opened == 1 and hypervisor.alive()
-        first = hypervisor.current()
+        assert events.opened == 1 and connection.alive()
+        first = connection.current()
         dom = first.defineXML(XML.format(name="t-events-a"))
         events.wait_for(("t-events-a", "defined"))
         dom.create()
@@ -55,26 +55,26 @@ def test_lifecycle_events_reach_the_callback_on_every_connection() -> None:
         dom.undefine()
         events.wait_for(("t-events-a", "undefined"))
 
-        hypervisor.reconnect()  # the connection is fine: nothing to do
-        assert hypervisor.current() is first and events.opened == 1
+        connection.reconnect()  # the connection is fine: nothing to do
+        assert connection.current() is first and events.opened == 1
 
-        hypervisor.reconnect(failed=first)  # the caller saw this one fail: a new one
-        second = hypervisor.current()
+        connection.reconnect(failed=first)  # the caller saw this one fail: a new one
+        second = connection.current()
         assert second is not first and events.opened == 2
         second.defineXML(XML.format(name="t-events-b"))
         events.wait_for(("t-events-b", "defined"))
         # Closing on purpose is not a lost connection.
         assert events.closed == []
     finally:
-        hypervisor.close()
-    assert hypervisor.current() is None and not hypervisor.alive()
+        connection.close()
+    assert connection.current() is None and not connection.alive()
 
 
 def test_a_failed_connect_reports_connection_lost() -> None:
-    hypervisor = WatchedHypervisor("qemu+unix:///system?socket=/nonexistent/sock",
+    connection = WatchedConnection("qemu+unix:///system?socket=/nonexistent/sock",
                                    on_event=lambda *_: None, on_open=lambda: None,
                                    on_close=lambda _: None)
     with pytest.raises(ConnectionLost,
                        match=re.escape("cannot connect to qemu+unix:///system?socket=")):
-        hypervisor.connect()
-    assert hypervisor.current() is None
+        connection.connect()
+    assert connection.current() is None

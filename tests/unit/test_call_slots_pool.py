@@ -1,4 +1,4 @@
-"""The Hypervisor's call slots (controller.hypervisor._Lines), on test:/// connections:
+"""A Connection's call slots (controller.virt.lines.Lines), on test:/// connections:
 at most 4 calls in flight per connection, a second connection opened when the workers
 want more, and a replaced connection closed only once no call waits on it.
 (tests/reliability/test_call_slots.py shows why, on a real libvirtd.)"""
@@ -12,7 +12,7 @@ from typing import Any
 import libvirt
 import pytest
 
-from controller.hypervisor import CALLS_PER_CONNECTION, _Line, _Lines, connections_for
+from controller.virt.lines import CALLS_PER_CONNECTION, Line, Lines, connections_for
 from tests.waiting import wait_until
 
 
@@ -38,7 +38,7 @@ def test_connections_for_workers() -> None:
 
 
 def test_more_calls_than_one_connection_takes_go_over_a_second(opened: list[Any]) -> None:
-    lines = _Lines(2, opener(opened), "test:///default")
+    lines = Lines(2, opener(opened), "test:///default")
     first = opener(opened)()
     lines.reset(first)
     held = [lines.take() for _ in range(CALLS_PER_CONNECTION + 1)]  # the last may wait
@@ -51,7 +51,7 @@ def test_more_calls_than_one_connection_takes_go_over_a_second(opened: list[Any]
 
 
 def test_the_second_connection_opens_once_the_first_is_half_full(opened: list[Any]) -> None:
-    lines = _Lines(2, opener(opened), "test:///default")
+    lines = Lines(2, opener(opened), "test:///default")
     lines.reset(opener(opened)())
     one, two = lines.take(), lines.take()
     assert lines.in_flight() == [2]
@@ -65,10 +65,10 @@ def test_the_second_connection_opens_once_the_first_is_half_full(opened: list[An
 
 
 def test_no_more_connections_than_allowed(opened: list[Any]) -> None:
-    lines = _Lines(1, opener(opened), "test:///default")
+    lines = Lines(1, opener(opened), "test:///default")
     lines.reset(opener(opened)())
     held = [lines.take() for _ in range(CALLS_PER_CONNECTION)]
-    got: list[_Line | None] = []
+    got: list[Line | None] = []
     waiter = threading.Thread(target=lambda: got.append(lines.take()), daemon=True)
     waiter.start()
     waiter.join(0.3)
@@ -81,13 +81,13 @@ def test_no_more_connections_than_allowed(opened: list[Any]) -> None:
 
 
 def test_a_handle_waits_for_its_own_connection(opened: list[Any]) -> None:
-    lines = _Lines(2, opener(opened), "test:///default")
+    lines = Lines(2, opener(opened), "test:///default")
     first = opener(opened)()
     lines.reset(first)
     held = [lines.take(on=first) for _ in range(CALLS_PER_CONNECTION)]
     held.append(lines.take())  # waits for a second connection
     assert lines.in_flight() == [4, 1]
-    got: list[_Line | None] = []
+    got: list[Line | None] = []
     waiter = threading.Thread(target=lambda: got.append(lines.take(on=first)), daemon=True)
     waiter.start()
     waiter.join(0.3)
@@ -100,7 +100,7 @@ def test_a_handle_waits_for_its_own_connection(opened: list[Any]) -> None:
 
 def test_a_replaced_connection_is_closed_when_its_last_call_returns(
         opened: list[Any]) -> None:
-    lines = _Lines(1, opener(opened), "test:///default")
+    lines = Lines(1, opener(opened), "test:///default")
     old = opener(opened)()
     lines.reset(old)
     busy = lines.take()
@@ -114,7 +114,7 @@ def test_a_replaced_connection_is_closed_when_its_last_call_returns(
 
 
 def test_an_idle_replaced_connection_is_closed_at_once(opened: list[Any]) -> None:
-    lines = _Lines(1, opener(opened), "test:///default")
+    lines = Lines(1, opener(opened), "test:///default")
     old = opener(opened)()
     lines.reset(old)
     closed: list[Any] = []
@@ -126,47 +126,47 @@ def test_an_idle_replaced_connection_is_closed_at_once(opened: list[Any]) -> Non
 
 
 def test_test_driver_uris_never_get_a_second_connection() -> None:
-    from controller.hypervisor import Hypervisor
+    from controller.virt import Connection
 
-    hypervisor = Hypervisor("test:///default", connections=3)
-    hypervisor.connect()
+    connection = Connection("test:///default", connections=3)
+    connection.connect()
     try:
-        held = [hypervisor._lines.take() for _ in range(CALLS_PER_CONNECTION)]
-        got: list[_Line | None] = []
-        waiter = threading.Thread(target=lambda: got.append(hypervisor._lines.take()),
+        held = [connection._lines.take() for _ in range(CALLS_PER_CONNECTION)]
+        got: list[Line | None] = []
+        waiter = threading.Thread(target=lambda: got.append(connection._lines.take()),
                                   daemon=True)
         waiter.start()
-        wait_until(lambda: hypervisor._lines._cannot_grow, 5, what="the refused open")
-        assert hypervisor.in_flight() == [4]
+        wait_until(lambda: connection._lines._cannot_grow, 5, what="the refused open")
+        assert connection.in_flight() == [4]
         assert held[0] is not None
-        hypervisor._lines.give_back(held[0], failed=False)
+        connection._lines.give_back(held[0], failed=False)
         waiter.join(5)
         assert not waiter.is_alive()
-        assert hypervisor.in_flight() == [4]  # three held here, one by the waiter
+        assert connection.in_flight() == [4]  # three held here, one by the waiter
         for line in [*held[1:], *got]:
             assert line is not None
-            hypervisor._lines.give_back(line, failed=False)
+            connection._lines.give_back(line, failed=False)
     finally:
-        hypervisor.close()
+        connection.close()
 
 
 def test_a_given_up_connection_is_replaced_once_its_calls_return() -> None:
-    from controller.hypervisor import Hypervisor
+    from controller.virt import Connection
 
-    hypervisor = Hypervisor("test:///default")
-    hypervisor.connect()
-    first = hypervisor.current()
-    stuck = hypervisor._lines.take()  # a call that has not returned
-    hypervisor.give_up()
-    assert not hypervisor.alive()
-    replacing = threading.Thread(target=hypervisor.reconnect, daemon=True)
+    connection = Connection("test:///default")
+    connection.connect()
+    first = connection.current()
+    stuck = connection._lines.take()  # a call that has not returned
+    connection.give_up()
+    assert not connection.alive()
+    replacing = threading.Thread(target=connection.reconnect, daemon=True)
     replacing.start()
     replacing.join(0.3)
     assert replacing.is_alive(), "a new connection was opened beside a call in flight"
     assert stuck is not None
-    hypervisor._lines.give_back(stuck, failed=False)
+    connection._lines.give_back(stuck, failed=False)
     replacing.join(10)
     assert not replacing.is_alive()
-    assert hypervisor.alive() and hypervisor.current() is not first
+    assert connection.alive() and connection.current() is not first
     assert first._o is None, "the replaced connection was not closed"
-    hypervisor.close()
+    connection.close()

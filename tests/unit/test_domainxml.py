@@ -125,7 +125,7 @@ def test_new_domain_parses_back() -> None:
         disks=NEW.disks,
         interfaces=(Interface(network="default", model="virtio"),
                     Interface(bridge="br0", mac="52:54:00:aa:bb:cc", model="e1000")),
-        managed=True,
+        managed=True, source="vm.yaml",
     )
 
 
@@ -151,7 +151,7 @@ def test_redefinition_keeps_uuid_and_macs() -> None:
         memory_kib=131072, current_memory_kib=98304, vcpus=2, disks=REDEFINED.disks,
         interfaces=(Interface(network="default", mac="52:54:00:13:a2:52", model="virtio"),
                     Interface(network="isolated", mac="52:54:00:f0:dc:8a", model="e1000")),
-        managed=True,
+        managed=True, source="vm.yaml",
     )
 
 

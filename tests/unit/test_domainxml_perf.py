@@ -43,6 +43,7 @@ def reference(xml: str) -> DomainConfig:
         managed=mark is not None,
         active=root.get("id", "-1") != "-1",
         owner=mark.get("host") if mark is not None else None,
+        source=mark.get("source") if mark is not None else None,
     )
 
 

@@ -11,7 +11,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.manifests import _MAX_NODES, _check_size, _load_all, _StrictLoader, _TooLarge
+from controller.manifests.yamlread import MAX_NODES as _MAX_NODES
+from controller.manifests.yamlread import StrictLoader as _StrictLoader
+from controller.manifests.yamlread import TooLarge as _TooLarge
+from controller.manifests.yamlread import check_size as _check_size
+from controller.manifests.yamlread import load_all as _load_all
 
 
 def _pyyaml(text: str) -> tuple[str, Any]:
@@ -116,14 +120,15 @@ def test_size_of_a_plain_tree_is_counted_without_a_walk() -> None:
 
 def test_the_generated_validator_is_current_and_used() -> None:
     """controller/_fastschema.py is what fastjsonschema makes of the schema today; after a
-    schema change, regenerate it (see manifests._fast_validator): the loader stays right
-    without it (it compiles the schema itself), only slower."""
+    schema change, regenerate it (see manifests.validation._fast_validator): the loader
+    stays right without it (it compiles the schema itself), only slower."""
     from controller import _fastschema, manifests
+    from controller.manifests import validation
 
-    assert _fastschema.SCHEMA_TEXT == manifests._schema_text()
+    assert _fastschema.SCHEMA_TEXT == validation._schema_text()
     assert (Path(_fastschema.__file__).read_text(encoding="utf-8")
             == manifests.fast_validator_source())
-    assert manifests._fast_validator() is _fastschema.validate
+    assert validation._fast_validator() is _fastschema.validate
 
 
 @pytest.mark.parametrize("document", [

@@ -43,10 +43,6 @@ RUNNING, STOPPED, ABSENT = DesiredState.RUNNING, DesiredState.STOPPED, DesiredSt
 RESTART, NEXT_BOOT = UpdatePolicy.RESTART, UpdatePolicy.NEXT_BOOT
 
 
-def canonical(_type: str, _arch: str | None, machine: str) -> str:
-    return MACHINES.get(machine, machine)
-
-
 def spec(**fields: object) -> VMSpec:
     """The manifest `vm`: 64 MiB, 1 vCPU, running, destroyed at once when stopped."""
     base: dict[str, object] = {
@@ -71,7 +67,8 @@ def xml(
     devices: str = "",
 ) -> str:
     """A domain definition shaped like `virsh dumpxml` output."""
-    marker = f'<reconcile:managed xmlns:reconcile="{MANAGED_NS}"/>' if managed else ""
+    marker = (f'<reconcile:managed xmlns:reconcile="{MANAGED_NS}" source="vm.yaml"/>'
+              if managed else "")
     return f"""<domain type='{kind}'>
   <name>vm</name>
   <uuid>{uuid}</uuid>
@@ -339,7 +336,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_plan(case: Case) -> None:
-    result = plan(case.spec, case.observed, canonical_machine=canonical)
+    result = plan(case.spec, case.observed, machines=MACHINES)
     assert [(step.action.value, step.reason) for step in result.steps] == case.steps
     assert result.conflict == case.conflict
     assert result.restart_pending == case.restart_pending
@@ -444,7 +441,7 @@ def test_round_trip_plans_nothing(desired: VMSpec, base: str) -> None:
     base_xml = {"none": None, "minimal": xml(managed=False, devices=DISK_A + CDROM + NIC),
                 "real": SAVED_REAL.read_text(encoding="utf-8")}[base]
     observed = _observe_built(desired, base_xml)
-    result = plan(desired, observed, canonical_machine=canonical)
+    result = plan(desired, observed, machines=MACHINES)
     assert result == Plan()
 
 
@@ -453,7 +450,7 @@ def test_round_trip_of_a_redefinition_keeps_planning_nothing() -> None:
     first = build_domain(desired, SAVED_REAL.read_text(encoding="utf-8"))
     again = build_domain(desired, first)
     assert again == first
-    assert plan(desired, on(again), canonical_machine=canonical) == Plan()
+    assert plan(desired, on(again), machines=MACHINES) == Plan()
 
 
 _names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True)
@@ -503,5 +500,5 @@ def _specs(draw: st.DrawFn) -> VMSpec:
 @given(desired=_specs(), with_base=st.booleans())
 def test_any_built_domain_is_converged(desired: VMSpec, with_base: bool) -> None:
     base = SAVED_REAL.read_text(encoding="utf-8") if with_base else None
-    result = plan(desired, _observe_built(desired, base), canonical_machine=canonical)
+    result = plan(desired, _observe_built(desired, base), machines=MACHINES)
     assert result == Plan()

@@ -8,7 +8,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.manifests import _fast_valid, _validator
+from controller.manifests.validation import fast_valid as _fast_valid
+from controller.manifests.validation import validator as _validator
 from tests.safety.strategies import mutated_document, valid_document
 
 SETTINGS = settings(max_examples=400, deadline=None, derandomize=True, database=None,

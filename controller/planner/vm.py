@@ -1,6 +1,7 @@
 """plan(desired, observed) -> Plan: the steps that take one domain to its manifest. Pure.
 
-Called by the engine under the VM's lock, right after observing the domain.
+Called by `controller.planner.placement` (and through it by the reconciler, under
+the VM's lock, right after observing the domain).
 Never imports libvirt. Steps come in the contract's fixed order, each only
 when needed: set-memory, shutdown/destroy, undefine, define, autostart, start.
 
@@ -15,10 +16,10 @@ What is compared:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 
-from . import domainxml
-from .model import (
+from .. import domainxml
+from ..model import (
     Action,
     Change,
     DesiredState,
@@ -32,22 +33,14 @@ from .model import (
     UpdatePolicy,
     VMSpec,
 )
-from .units import format_kib, round_up_mib
+from ..units import format_kib, round_up_mib
 
-#: Resolves a machine alias ('pc') to libvirt's canonical name ('pc-i440fx-7.2').
-MachineResolver = Callable[[str, str | None, str], str]
-
-
-def _same_machine(_type: str, _arch: str | None, machine: str) -> str:
-    return machine
+#: Machine aliases ('pc') to libvirt's canonical names ('pc-i440fx-7.2'), as the
+#: reconciler resolved them on the VM's host when it observed the domain.
+Machines = Mapping[str, str]
 
 
-def plan(
-    spec: VMSpec,
-    observed: Observed,
-    *,
-    canonical_machine: MachineResolver = _same_machine,
-) -> Plan:
+def plan(spec: VMSpec, observed: Observed, *, machines: Machines | None = None) -> Plan:
     """The ordered steps that take `observed` to `spec`, each with its reason."""
     if not observed.exists:
         return _plan_create(spec, "the domain does not exist")
@@ -62,7 +55,7 @@ def plan(
     assert saved is not None  # an existing domain always has a definition
     if spec.uuid and spec.uuid.lower() != saved.uuid:
         return _plan_replace(spec, observed, saved)
-    return _plan_update(spec, observed, saved, canonical_machine)
+    return _plan_update(spec, observed, saved, machines or {})
 
 
 def _plan_create(spec: VMSpec, reason: str) -> Plan:
@@ -86,7 +79,7 @@ def _stop_step(reason: str, *, stop_timeout: int) -> Step:
 def removal_steps(observed: Observed, reason: str, *, stop_timeout: int) -> tuple[Step, ...]:
     """Stop (gracefully for `stop_timeout` seconds, if any) and undefine a domain.
 
-    Used for `state: absent`, a replaced UUID, and by the engine for orphans.
+    Used for `state: absent`, a replaced UUID, moves, and orphans.
     """
     steps = []
     if observed.power.active:
@@ -118,13 +111,12 @@ def _plan_replace(spec: VMSpec, observed: Observed, saved: DomainConfig) -> Plan
     return Plan(steps=tuple(steps), changes=(change,))
 
 
-def _plan_update(
-    spec: VMSpec, observed: Observed, saved: DomainConfig, canonical_machine: MachineResolver,
-) -> Plan:
-    changes = _config_changes(spec, saved, canonical_machine)
+def _plan_update(spec: VMSpec, observed: Observed, saved: DomainConfig,
+                 machines: Machines) -> Plan:
+    changes = _config_changes(spec, saved, machines)
     restart_changes: list[Change] = []
     if observed.power.active and observed.live is not None:
-        restart_changes = _restart_changes(spec, observed.live, canonical_machine)
+        restart_changes = _restart_changes(spec, observed.live, machines)
     active = observed.power.active
     steps: list[Step] = []
 
@@ -156,9 +148,13 @@ def _plan_update(
     define_reasons = [str(change) for change in changes]
     if not saved.managed:
         define_reasons.append("adopt: mark the domain as managed")
-    elif saved.owner != spec.host:
-        define_reasons.append(f"ownership mark: host {saved.owner or '(-c)'} → "
-                              f"{spec.host or '(-c)'}")
+    else:
+        if saved.owner != spec.host:
+            define_reasons.append(f"ownership mark: host {saved.owner or '(-c)'} → "
+                                  f"{spec.host or '(-c)'}")
+        if saved.source != spec.source:
+            define_reasons.append(f"ownership mark: manifest {saved.source or '(none)'} → "
+                                  f"{spec.source}")
     if not observed.persistent:
         define_reasons.append("the domain is transient: make it persistent")
     if define_reasons:
@@ -186,11 +182,9 @@ def _plan_update(
     return Plan(steps=tuple(steps), changes=all_changes, restart_pending=restart_pending)
 
 
-def _config_changes(
-    spec: VMSpec, saved: DomainConfig, canonical_machine: MachineResolver,
-) -> list[Change]:
+def _config_changes(spec: VMSpec, saved: DomainConfig, machines: Machines) -> list[Change]:
     """Differences between the manifest and the saved definition."""
-    changes = _restart_changes(spec, saved, canonical_machine, exact_memory=True)
+    changes = _restart_changes(spec, saved, machines, exact_memory=True)
     if spec.current_memory_kib != saved.current_memory_kib:
         after_memory = 1 if changes and changes[0].field == "memory" else 0
         changes.insert(after_memory, Change(
@@ -203,7 +197,7 @@ def _config_changes(
 def _restart_changes(
     spec: VMSpec,
     config: DomainConfig,
-    canonical_machine: MachineResolver,
+    machines: Machines,
     *,
     exact_memory: bool = False,
 ) -> list[Change]:
@@ -226,8 +220,8 @@ def _restart_changes(
     if spec.arch and spec.arch != config.arch:
         changes.append(Change("arch", str(config.arch), spec.arch, True))
     if spec.machine and config.machine:
-        wanted = canonical_machine(spec.type, spec.arch or config.arch, spec.machine)
-        have = canonical_machine(config.type, config.arch, config.machine)
+        wanted = machines.get(spec.machine, spec.machine)
+        have = machines.get(config.machine, config.machine)
         if wanted != have:
             changes.append(Change("machine", config.machine, spec.machine, True))
     if _by_target(spec.disks) != _by_target(config.disks):

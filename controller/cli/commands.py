@@ -1,0 +1,220 @@
+"""The commands: validate, --once, status, export, schema, and the service's start.
+
+Each takes the run's `Settings` and returns the exit code; errors that are the
+user's to fix are raised as UsageError (exit 2) or ReconcileError (exit 1) and
+printed by `main` as one line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+
+from .. import render
+from ..errors import ConnectionLost, UsageError
+from ..manifests import HOSTS_FILE, LoadResult, load_directory, schema
+from ..model import Outcome, Result
+from ..progress import Progress
+from ..settings import Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CHANGES = 0, 1, 2, 3
+
+log = logging.getLogger("controller")
+
+
+def load_manifests(settings: Settings) -> LoadResult:
+    load = load_directory(settings.manifests, disk_roots=settings.disk_roots,
+                          strict_permissions=settings.strict_permissions,
+                          extra_hosts=settings.extra_hosts)
+    unusable = not os.path.isdir(settings.manifests) or not os.access(settings.manifests,
+                                                                      os.R_OK | os.X_OK)
+    if load.problem and unusable:  # missing, not a folder, unreadable: never "no VMs"
+        raise UsageError(load.problem)
+    for warning in load.warnings:
+        log.warning("%s", warning)
+    if settings.only_host is not None and settings.only_host not in load.hosts:
+        raise UsageError(f"--host {settings.only_host}: no such host in {HOSTS_FILE} or "
+                         "--host NAME=URI")
+    return load
+
+
+def _style() -> render.Style:
+    """Colour on a terminal only, and never with NO_COLOR set (https://no-color.org)."""
+    return render.Style(sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+                        and os.environ.get("TERM") != "dumb")
+
+
+def emit(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def once_exit_code(outcomes: Sequence[Outcome], *, invalid: bool, dry_run: bool) -> int:
+    if invalid:
+        return EXIT_INVALID
+    if any(o.result in (Result.FAILED, Result.CONFLICT) for o in outcomes):
+        return EXIT_FAILED
+    if dry_run and any(o.result is Result.PLANNED for o in outcomes):
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+# --- validate ------------------------------------------------------------------------
+
+def cmd_validate(settings: Settings) -> int:
+    load = load_manifests(settings)
+    if settings.output == "json":
+        emit(json.dumps({
+            "valid": sorted(load.specs),
+            "invalid": [entry.to_json() for entry in load.invalid],
+            "notes": [load.problem] if load.problem else [],
+        }))
+    else:
+        for entry in load.invalid:
+            emit(f"invalid: {entry}")
+        if load.problem:
+            emit(f"note: {load.problem}")
+        emit(f"{len(load.specs)} valid VM manifest{'s' if len(load.specs) != 1 else ''}, "
+             f"{len(load.invalid)} invalid")
+    return EXIT_INVALID if load.invalid else EXIT_OK
+
+
+# --- --once ----------------------------------------------------------------------------
+
+def cmd_once(settings: Settings) -> int:
+    from ..assemble import make_hosts, make_reconciler  # not needed by validate and schema
+    from ..passes import run_pass
+    from ..reconciler import FixedManifests
+    from ..steplog import StepLog, chain
+
+    load = load_manifests(settings)
+    dry_run = settings.dry_run
+    progress = None
+    if settings.output == "text" and sys.stderr.isatty() and not settings.verbose:
+        progress = Progress(len(load.specs))
+    step_log = StepLog(settings.step_log) if settings.step_log and not dry_run else None
+    hosts = make_hosts(settings, readonly=dry_run)
+    hosts.set_hosts(load.hosts)
+    reconciler = make_reconciler(
+        settings, hosts, FixedManifests(load), dry_run=dry_run,
+        scope=lambda: hosts.scope(load, settings.only_host),
+        observer=chain(step_log, progress.step if progress else None),
+        recover_inline=not hosts.several)
+    try:
+        report = run_pass(reconciler, load, workers=settings.workers,
+                          only_host=settings.only_host,
+                          progress=progress.finished if progress else None)
+    finally:
+        if progress:
+            progress.close()
+        hosts.close()
+    notes = [load.problem] if load.problem else []
+    for host, why in report.unreachable.items():
+        if hosts.several:
+            notes.append(f"host {host} is unreachable: {why}")
+        else:
+            log.error("%s", why)
+            notes.append(f"libvirt unreachable: {why}")
+    if report.prune_note:
+        notes.append(report.prune_note)
+    if settings.output == "json":
+        for note in notes:  # the JSON object holds the contract's keys only
+            log.warning("%s", note)
+        emit(render.to_json(report.outcomes, load.invalid, report.orphans))
+    else:
+        emit(render.to_text(report.outcomes, load.invalid, report.orphans, notes,
+                            pruning=settings.prune, dry_run=dry_run, style=_style()))
+    code = once_exit_code(report.outcomes, invalid=bool(load.invalid), dry_run=dry_run)
+    unreachable = hosts.several and bool(report.unreachable)
+    return EXIT_FAILED if unreachable and code != EXIT_INVALID else code
+
+
+# --- status ------------------------------------------------------------------------------
+
+def cmd_status(settings: Settings) -> int:
+    from ..assemble import make_hosts, make_reconciler
+    from ..passes import run_pass
+    from ..reconciler import FixedManifests
+
+    load = load_manifests(settings)
+    hosts = make_hosts(settings, readonly=True)
+    hosts.set_hosts(load.hosts)
+    try:
+        def scope() -> set[str]:
+            return hosts.scope(load, settings.only_host)
+
+        observer = make_reconciler(settings, hosts, FixedManifests(load), dry_run=True,
+                                   scope=scope, prune=False, recover_inline=False)
+        report = run_pass(observer, load, workers=settings.workers,
+                          only_host=settings.only_host)
+        if report.unreachable and not hosts.several:
+            raise ConnectionLost(next(iter(report.unreachable.values())))
+        for host, why in report.unreachable.items():
+            log.warning("host %s is unreachable: %s", host, why)
+        # what pruning would do to each orphan, whatever --max-prune says
+        pruner = replace(observer, prune=True, max_prune=sys.maxsize, orphans_in_pass=0)
+        orphans = [pruner.reconcile(name) for name in report.orphans]
+    finally:
+        hosts.close()
+    rows = render.status_rows(report.outcomes, orphans)
+    if settings.output == "json":
+        emit(json.dumps({"vms": rows, "invalid": [i.to_json() for i in load.invalid]}))
+    else:
+        emit(render.status_text(rows))
+        for entry in load.invalid:
+            emit(f"invalid: {entry}")
+    return once_exit_code(report.outcomes + orphans, invalid=bool(load.invalid), dry_run=True)
+
+
+# --- export, schema, the service ------------------------------------------------------------
+
+def cmd_export(settings: Settings, names: Sequence[str], *, every: bool,
+               unmanaged: bool) -> int:
+    import yaml
+
+    from ..export import NotExportable, to_manifest
+    from ..virt import Hypervisor
+
+    hypervisor = Hypervisor.open(settings.connect, readonly=True)
+    hypervisor.connection.connect()
+    try:
+        wanted = list(names)
+        if every:
+            wanted = hypervisor.domains.names(unmanaged_only=unmanaged)
+        documents, failed = [], False
+        for name in wanted:
+            observed = hypervisor.domains.observe(name)
+            if not observed.exists:
+                sys.stderr.write(f"reconcile: error: domain '{name}' does not exist\n")
+                failed = True
+                continue
+            try:
+                document, warnings = to_manifest(observed)
+            except NotExportable as error:
+                sys.stderr.write(f"reconcile: error: {error}\n")
+                failed = True
+                continue
+            for warning in warnings:
+                log.warning("%s", warning)
+            documents.append(document)
+    finally:
+        hypervisor.connection.close()
+    if documents:
+        emit(yaml.safe_dump_all(documents, sort_keys=False, explicit_start=True).rstrip())
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_schema() -> int:
+    emit(json.dumps(schema(), indent=2))
+    return EXIT_OK
+
+
+def cmd_service(settings: Settings) -> int:
+    from ..service import run_service  # the service's imports are not needed by --once
+
+    code: int = run_service(settings)
+    return code

@@ -1,0 +1,119 @@
+"""The manifest files of a directory tree, and the documents in each.
+
+Which files count (`*.yaml`/`*.yml`, not hidden, not editor leftovers), who may
+write them (like sshd's StrictModes), and reading one file into its documents:
+a file that is not valid YAML is invalid as a whole, and the names already read
+from it are kept as invalid names.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .result import Invalid, LoadResult
+from .yamlread import MAX_NODES, TOO_LARGE, TooLarge, check_size, load_all, yaml_reason
+
+EDITOR_LEFTOVERS = re.compile(r"(~$|^\.#|\.swp$|\.swx$|\.tmp$|^4913$)")
+_MAX_FILE_BYTES = 16 * 1024 * 1024
+_NOT_A_FILE = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)
+
+
+def unsafe_permissions(path: Path) -> str | None:
+    """Why users other than root and this process's could rewrite `path`, if they could."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None  # reading it reports the problem
+    what = f"{'folder' if stat.S_ISDIR(info.st_mode) else 'file'} {path}"
+    if info.st_uid not in (0, os.geteuid()):
+        return f"{what} is owned by uid {info.st_uid}"
+    if info.st_mode & stat.S_IWOTH:
+        return f"{what} is writable by everyone"
+    if info.st_mode & stat.S_IWGRP:
+        return f"{what} is writable by its group"
+    return None
+
+
+def manifest_files(root: Path, errors: list[OSError]) -> Iterator[tuple[Path, Path, str]]:
+    """(folder, file, file relative to root) of every manifest file, in a stable order."""
+    for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        folder = Path(dirpath)
+        inside = os.path.relpath(dirpath, root)  # once per folder: pathlib is slow per file
+        for name in sorted(filenames):
+            if name.startswith(".") or EDITOR_LEFTOVERS.search(name):
+                continue
+            if name.endswith((".yaml", ".yml")):
+                yield folder, folder / name, name if inside == "." else f"{inside}/{name}"
+
+
+def documents(path: Path, relative: str, result: LoadResult) -> Iterator[tuple[int, Any]]:
+    """Yield (index, document) for the non-empty documents of one file.
+
+    A file that is not valid YAML is invalid as a whole: none of its documents
+    are used, and the names already read from it are kept as invalid names.
+    """
+    try:
+        try:
+            info = os.stat(path)
+        except OSError as exc:  # as Path.is_file() does: these mean "not a file"
+            if exc.errno not in _NOT_A_FILE:
+                raise
+            info = None
+        if info is None or not stat.S_ISREG(info.st_mode):
+            raise IsADirectoryError(21, "not a regular file")
+        if info.st_size > _MAX_FILE_BYTES:
+            raise ValueError(f"larger than {_MAX_FILE_BYTES} bytes")
+        with open(path, "rb") as file:
+            text = file.read().decode("utf-8")
+    except OSError as exc:
+        result.invalid.append(Invalid(relative, None, "", f"cannot read: {exc.strerror}"))
+        return
+    except (UnicodeDecodeError, ValueError) as exc:
+        result.invalid.append(Invalid(relative, None, "", f"cannot read: {exc}"))
+        return
+
+    parsed: list[tuple[int, Any]] = []
+    index = 0  # of the document being read, so a parse error names the right one
+    try:
+        for document, nodes in load_all(text):
+            if document is not None:
+                parsed.append((index, document))  # first, so a too large one's name is kept
+                if nodes is None:
+                    check_size(document)
+                elif nodes > MAX_NODES:  # a plain tree: its size is its number of nodes
+                    raise TooLarge(TOO_LARGE)
+            index += 1
+    except yaml.YAMLError as exc:
+        result.invalid.append(Invalid(relative, index, "", f"not valid YAML: {yaml_reason(exc)}"))
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+        # PyYAML's constructors raise these on values such as 2024-02-30 or !!int ""
+        result.invalid.append(Invalid(relative, index, "", "not valid YAML: cannot construct a "
+                                      f"value: {' '.join(str(exc).split())}"))
+    except (RecursionError, TooLarge) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        result.invalid.append(Invalid(relative, index, "", f"not usable YAML: {reason}"))
+    else:
+        yield from parsed
+        return
+    for _, document in parsed:
+        name = name_of(document)
+        if name:
+            result.refuse_name(name, relative)
+
+
+def name_of(document: Any) -> str | None:
+    if isinstance(document, dict):
+        metadata = document.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, dict) else None
+        if isinstance(name, str):
+            return name
+    return None

@@ -1,0 +1,93 @@
+"""`load_directory`: read, validate and cross-check every manifest under a directory.
+
+Called by the CLI (validate, --once, status) and the service (through watch.py's
+ManifestSet). Pure apart from reading files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .files import documents, manifest_files, unsafe_permissions
+from .result import Invalid, LoadResult
+from .specs import HOSTS_FILE, cross_check
+from .validation import check_document
+
+DEFAULT_DISK_ROOTS = ("/var/lib/libvirt/images",)
+
+
+def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_ROOTS,
+                   strict_permissions: bool = False,
+                   extra_hosts: Mapping[str, str] | None = None) -> LoadResult:
+    """Load, validate and cross-check every manifest under `directory`.
+
+    A file or folder that a user other than root and this process's may write is
+    warned about, like sshd's StrictModes; with `strict_permissions` its
+    manifests are refused as invalid. `extra_hosts` (from --host NAME=URI) add to
+    or override the hosts of hosts.yaml.
+    """
+    result = LoadResult(directory=directory)
+    root = Path(directory)
+    if not root.exists():
+        result.problem = f"manifest directory {directory} does not exist"
+        return result
+    if not root.is_dir():
+        result.problem = f"manifest path {directory} is not a directory"
+        return result
+    if not os.access(root, os.R_OK | os.X_OK):
+        result.problem = f"manifest directory {directory} is not readable"
+        return result
+
+    candidates: list[tuple[str, int, dict[str, Any]]] = []
+    walk_errors: list[OSError] = []
+    checked_folders: dict[Path, str | None] = {}
+    for folder, path, relative in manifest_files(root, walk_errors):
+        if not relative.isprintable() and any("\udc80" <= ch <= "\udcff" for ch in relative):
+            # undecodable bytes: shown as \xNN, so reports stay valid UTF-8
+            shown = relative.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            result.invalid.append(Invalid(shown, None, "", "the file name is not valid UTF-8"))
+            continue
+        if folder not in checked_folders:
+            checked_folders[folder] = unsafe_permissions(folder)
+        unsafe = checked_folders[folder] or unsafe_permissions(path)
+        if unsafe:
+            if strict_permissions:
+                result.invalid.append(Invalid(relative, None, "",
+                                              f"refused: {unsafe} (--strict-permissions)"))
+                continue
+            result.warnings.append(f"{relative}: {unsafe}; --strict-permissions refuses it")
+        for index, document in documents(path, relative, result):
+            if isinstance(document, dict) and document.get("kind") == "Hosts":
+                _read_hosts(document, relative, index, result)
+                continue
+            result.documents += 1
+            if check_document(document, relative, index, result):
+                candidates.append((relative, index, document))
+    for error in walk_errors:
+        where = os.path.relpath(error.filename, root) if error.filename else directory
+        result.invalid.append(Invalid(where, None, "", f"cannot read: {error.strerror}"))
+    if result.documents == 0 and not result.invalid:
+        result.problem = f"manifest directory {directory} holds no manifests"
+
+    result.hosts.update(extra_hosts or {})
+    cross_check(candidates, result, disk_roots)
+    return result
+
+
+def _read_hosts(document: dict[str, Any], relative: str, index: int,
+                result: LoadResult) -> None:
+    """The hosts.yaml document: checked, then its names and URIs kept in `result.hosts`."""
+    if relative != HOSTS_FILE:
+        result.invalid.append(Invalid(relative, index, "kind", "a Hosts document belongs in "
+                                      f"{HOSTS_FILE} at the root of the manifest tree"))
+        return
+    result.hosts_documents += 1
+    if result.hosts_documents > 1:
+        result.invalid.append(Invalid(relative, index, "kind",
+                                      f"{HOSTS_FILE} holds more than one Hosts document"))
+        return
+    if check_document(document, relative, index, result, kind="Hosts"):
+        result.hosts.update(document["hosts"])

@@ -1,0 +1,188 @@
+"""Documents to specs: the checks a schema cannot make, and defaults applied.
+
+Names defined twice (both documents invalid), `currentMemory` above `memory`,
+two disks on one target, one image in two VMs, a placement on a host nobody
+named, and disk sources confined to the allowed roots (symlinks followed).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Sequence
+from typing import Any
+
+from ..domainxml import disk_target_name
+from ..model import DesiredState, Disk, Interface, MoveStrategy, UpdatePolicy, VMSpec
+from ..units import parse_memory_kib
+from .result import Invalid, LoadResult, printable
+from .validation import shown
+
+HOSTS_FILE = "hosts.yaml"
+
+
+def cross_check(
+    candidates: list[tuple[str, int, dict[str, Any]]],
+    result: LoadResult,
+    disk_roots: Sequence[str],
+) -> None:
+    """Checks that span documents or need more than the schema: names, sizes, disks."""
+    by_name: dict[str, list[tuple[str, int]]] = {}
+    for relative, index, document in candidates:
+        by_name.setdefault(document["metadata"]["name"], []).append((relative, index))
+    roots = [os.path.realpath(root) for root in disk_roots]
+    disk_owner: dict[str, tuple[str, str, int]] = {}
+    specs: list[VMSpec] = []
+    for relative, index, document in candidates:
+        name = document["metadata"]["name"]
+        places = by_name[name]
+        if len(places) > 1 or name in result.invalid_names:
+            others = ", ".join(f"{printable(f)}[{i}]" for f, i in places
+                               if (f, i) != (relative, index))
+            result.invalid.append(Invalid(
+                relative, index, "metadata.name",
+                f"name '{name}' is also defined in {others or 'an invalid document'}"))
+            result.refuse_name(name, relative)
+            continue
+        try:
+            spec = _to_spec(document, relative, roots)
+            if spec.host is not None and spec.host not in result.hosts:
+                raise _FieldError("spec.host", f"host '{spec.host}' is not named in "
+                                  f"{HOSTS_FILE} nor by --host NAME=URI")
+        except _FieldError as exc:
+            result.invalid.append(Invalid(relative, index, exc.path, exc.reason))
+            result.refuse_name(name, relative)
+            continue
+        clash = None
+        for disk_index, disk in enumerate(spec.disks):
+            owner = disk_owner.get(disk.source)
+            if owner and owner[0] != name:
+                clash = (disk_index, disk.source, owner)
+                break
+        if clash:
+            disk_index, source, (other, other_file, other_index) = clash
+            result.invalid.append(Invalid(
+                relative, index, f"spec.disks[{disk_index}].source",
+                f"{printable(source)} is already the disk of '{other}' "
+                f"({printable(other_file)}[{other_index}])"))
+            result.refuse_name(name, relative)
+            continue
+        for disk in spec.disks:
+            disk_owner[disk.source] = (name, relative, index)
+        specs.append(spec)
+    for spec in specs:
+        result.specs[spec.name] = spec
+
+
+class _FieldError(Exception):
+    def __init__(self, path: str, reason: str):
+        super().__init__(reason)
+        self.path = path
+        self.reason = reason
+
+
+def _to_spec(document: dict[str, Any], relative: str, roots: list[str]) -> VMSpec:
+    metadata = document["metadata"]
+    spec = document.get("spec") or {}
+    state = DesiredState(spec.get("state", "running"))
+    memory_kib = current_kib = 0
+    if "memory" in spec:
+        memory_kib = _memory(spec, "memory")
+        current_kib = _memory(spec, "currentMemory") if "currentMemory" in spec else memory_kib
+        if current_kib > memory_kib:
+            raise _FieldError("spec.currentMemory",
+                              f"currentMemory {shown(spec['currentMemory'])} is more than "
+                              f"memory {shown(spec['memory'])}")
+    uuid = metadata.get("uuid")
+    if uuid:
+        compact = uuid.replace("-", "").lower()
+        uuid = f"{compact[:8]}-{compact[8:12]}-{compact[12:16]}-{compact[16:20]}-{compact[20:]}"
+    return VMSpec(
+        name=metadata["name"],
+        source=relative,
+        state=state,
+        uuid=uuid,
+        labels=tuple(sorted((metadata.get("labels") or {}).items())),
+        memory_kib=memory_kib,
+        current_memory_kib=current_kib,
+        vcpus=spec.get("vcpus", 0),
+        type=spec.get("type", "kvm"),
+        arch=spec.get("arch"),
+        machine=spec.get("machine"),
+        autostart=spec.get("autostart", False),
+        update_policy=UpdatePolicy(spec.get("updatePolicy", "restart")),
+        stop_timeout=spec.get("stopTimeout", 60),
+        adopt=spec.get("adopt", False),
+        suspend=spec.get("suspend", False),
+        disks=_disks(spec.get("disks") or [], roots),
+        interfaces=tuple(
+            Interface(network=i.get("network"), bridge=i.get("bridge"),
+                      mac=i["mac"].lower() if i.get("mac") else None,
+                      model=i.get("model", "virtio"))
+            for i in spec.get("interfaces") or []
+        ),
+        host=spec.get("host"),
+        move_strategy=MoveStrategy(spec.get("moveStrategy", "cold")),
+    )
+
+
+def _memory(spec: dict[str, Any], key: str) -> int:
+    try:
+        kib = parse_memory_kib(spec[key])
+    except ValueError:  # past the schema, only for numbers of thousands of digits
+        raise _FieldError(f"spec.{key}", f"{shown(spec[key])} is not a memory size") from None
+    if kib > 2**40:
+        raise _FieldError(f"spec.{key}", f"{shown(spec[key])} is larger than 1 PiB")
+    return kib
+
+
+_BUS_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd"}
+
+
+def _disks(items: list[dict[str, Any]], roots: list[str]) -> tuple[Disk, ...]:
+    used: set[str] = {item["target"] for item in items if "target" in item}
+    next_index: dict[str, int] = {}
+    disks: list[Disk] = []
+    for position, item in enumerate(items):
+        path = f"spec.disks[{position}]"
+        source = _confined_source(item["source"], roots, f"{path}.source")
+        if any(disk.source == source for disk in disks):
+            raise _FieldError(f"{path}.source", f"{item['source']} is listed twice")
+        bus = item.get("bus", "virtio")
+        if bus == "sata" and item.get("readonly"):
+            raise _FieldError(f"{path}.readonly", "QEMU has no read-only SATA disks; "
+                                                  "use bus: virtio or scsi")
+        target = item.get("target")
+        if target is None:
+            prefix = _BUS_PREFIX[bus]
+            while True:
+                index = next_index.get(prefix, 0)
+                next_index[prefix] = index + 1
+                target = disk_target_name(prefix, index)
+                if target not in used:
+                    break
+            used.add(target)
+        elif any(other.get("target") == target for other in items[:position]):
+            raise _FieldError(f"{path}.target", f"target {target} is used by two disks")
+        disks.append(Disk(source=source, target=target, format=item.get("format", "qcow2"),
+                          bus=bus, readonly=item.get("readonly", False)))
+    return tuple(disks)
+
+
+def _confined_source(source: str, roots: list[str], path: str) -> str:
+    resolved = os.path.realpath(source)
+    if not any(resolved == root or resolved.startswith(root.rstrip("/") + "/") for root in roots):
+        shown = source if resolved == source else f"{source} (resolves to {printable(resolved)})"
+        raise _FieldError(path, f"{shown} is outside the allowed disk roots "
+                                f"({', '.join(roots)}); see --disk-root")
+    if resolved in roots:
+        raise _FieldError(path, f"{source} is a disk root, not a disk image")
+    try:
+        mode = os.stat(resolved).st_mode
+    except FileNotFoundError:
+        return resolved  # not created yet: libvirt will say so when the domain starts
+    except OSError as exc:  # a symlink loop, a file used as a folder: never a disk image
+        raise _FieldError(path, f"{source} is not usable: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise _FieldError(path, f"{source} is not a regular file")
+    return resolved

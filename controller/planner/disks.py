@@ -1,0 +1,29 @@
+"""Whether a define would give a VM a disk that another domain already uses. Pure.
+
+The manifest loader refuses one image in two manifests; this catches an image
+held by a domain without a manifest (an orphan, an unmanaged domain). The
+reconciler asks libvirt who uses the paths `disks_to_check` names, and only
+when a define brings disks the domain does not have yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..model import Action, Observed, Plan, VMSpec
+
+
+def disks_to_check(spec: VMSpec, observed: Observed, the_plan: Plan) -> set[str]:
+    """The disk paths of `spec` that the plan's define would newly attach."""
+    if not any(step.action is Action.DEFINE for step in the_plan.steps):
+        return set()
+    have = {disk.source for disk in observed.saved.disks} if observed.saved else set()
+    return {disk.source for disk in spec.disks} - have
+
+
+def disk_clash(users: Mapping[str, str]) -> str | None:
+    """Why the plan may not run, given which other domain uses which of those paths."""
+    if not users:
+        return None
+    path, other = min(users.items())
+    return f"disk {path} is already used by domain '{other}'"

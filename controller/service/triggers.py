@@ -1,0 +1,160 @@
+"""The service's triggers: what turns changes into names on the work queue. They never
+decide what to do with a name; the workers reconcile it.
+
+- a manifest change (watch.py): the names the changed files define now or before;
+- a libvirt lifecycle event: the domain's name;
+- a resync (periodic, SIGHUP, after a (re)connect): every manifest's name and every
+  managed domain no manifest names, each host listed in a thread of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..errors import ConnectionLost, HypervisorError
+from ..hosts import Host, Hosts
+from ..manifests import LoadResult
+from ..virt import Listing, Marker
+from ..watch import ManifestSet
+from ..workqueue import WorkQueue
+from .states import FAILED, VMStates
+
+log = logging.getLogger("controller.service")
+
+
+class Triggers:
+    """Names onto the queue, with what queued them (for the log)."""
+
+    def __init__(self, *, queue: WorkQueue, manifests: ManifestSet, hosts: Hosts,
+                 states: VMStates, why: dict[str, str], scope: Callable[[], set[str]],
+                 prune: bool, want_resync: Callable[[str], None],
+                 wake: Callable[[], None]):
+        self.queue = queue
+        self.manifests = manifests
+        self.hosts = hosts
+        self.states = states
+        self.why = why
+        self._scope = scope
+        self._prune = prune
+        self._want_resync = want_resync
+        self._wake = wake
+
+    def enqueue(self, names: Iterable[str], why: str) -> None:
+        for name in names:
+            self.why[name] = why
+            self.queue.add(name)
+
+    def on_event(self, host: str, name: str, event: str) -> None:
+        # In libvirt's event thread: only say which name to look at.
+        log.debug("libvirt event on %s: %s %s", host or "default", name, event)
+        self.enqueue([name], f"libvirt event '{event}'")
+
+    def on_manifest_change(self, touched: set[str]) -> None:
+        load, names, before = self.manifests.reload(touched)
+        if load.hosts != before.hosts:
+            self._want_resync("hosts changed")
+        self.note_invalid(load)
+        self.enqueue(sorted(names), "manifest change")
+        if load.prune_safe and not before.prune_safe and self._prune:
+            # Orphans left alone while the manifests were incomplete: look at them again.
+            self._want_resync("manifests complete again")
+        self._wake()
+
+    def note_invalid(self, load: LoadResult) -> None:
+        for name in load.invalid_names:
+            self.states.put(name, FAILED)
+
+    # --- resync ------------------------------------------------------------------------
+
+    def resync(self, reason: str, load: LoadResult, hosts: list[Host], *,
+               on_silent: Callable[[Host], None], on_lost: Callable[[Host], None],
+               ) -> set[str] | None:
+        """Queue every manifest's name and every unnamed managed domain of the connected
+        `hosts`; return the names queued (None when no host could be listed)."""
+        started = time.monotonic()
+        self.note_invalid(load)
+        named = frozenset(load.specs) | frozenset(load.invalid_names)
+        unnamed: set[str] = set()
+        listed = False
+        for host, listing in self._list(hosts, named):
+            if listing is None:
+                log.warning("resync (%s): no answer from %s within %gs", reason, host.label,
+                            self.hosts.connect_timeout)
+                host.hypervisor.connection.give_up()
+                on_silent(host)
+                continue
+            if isinstance(listing, ConnectionLost):
+                log.warning("resync (%s) cannot list the domains of %s: %s", reason,
+                            host.label, listing)
+                on_lost(host)
+                continue
+            if isinstance(listing, HypervisorError):
+                log.warning("resync (%s): orphans on %s unknown: %s", reason, host.label,
+                            listing)
+                listed = True
+                continue
+            names, marks = listing
+            listed = True
+            unnamed |= set(marks)
+            self.hosts.inventory.record(host.name, (set(names) & named) | set(marks))
+        if not listed:
+            return None
+        scope = self._scope()
+        placed = {name: self.hosts.host_of(spec) for name, spec in load.specs.items()
+                  if self.hosts.host_of(spec) in scope}
+        # A VM of an unreachable host is failed by the caller, not queued: the resync
+        # after its host connects queues it.
+        names = {name for name, host in placed.items() if self.hosts[host].up} | unnamed
+        self.states.keep_only(set(placed) | unnamed | load.invalid_names)
+        self.enqueue(sorted(names), f"resync ({reason})")
+        level = logging.DEBUG if reason == "periodic" else logging.INFO
+        log.log(level, "resync (%s): %d VMs, %d managed domains without a manifest queued "
+                "(%.0f ms)", reason, len(load.specs), len(unnamed),
+                (time.monotonic() - started) * 1000)
+        return names
+
+    def _list(self, hosts: list[Host], named: frozenset[str]) -> list[tuple[Host, Any]]:
+        """Each connected host's domain names and unnamed managed domains, read in
+        parallel: (names, marks), the HypervisorError, or None when the host stopped
+        answering. A call to a host cut off mid-call can wait far longer than keepalive
+        promises (libvirt 9.0, seen in tests/multihost), and the loop must go on."""
+        results: dict[str, Any] = {}
+
+        def list_host(host: Host) -> None:
+            try:
+                listing: Listing = host.hypervisor.domains.list_all()
+                marks: dict[str, Marker] = host.hypervisor.domains.managed(listing, skip=named)
+                results[host.name] = (listing.names, marks)
+            except HypervisorError as error:
+                results[host.name] = error
+
+        started: list[tuple[Host, threading.Thread]] = []
+        for host in hosts:
+            if not host.up:
+                continue
+            if host.lister is not None and host.lister.is_alive():
+                started.append((host, host.lister))  # the last listing has no answer yet
+                continue
+            host.lister = threading.Thread(target=list_host, args=(host,), daemon=True,
+                                           name=f"list-{host.label}")
+            host.lister.start()
+            started.append((host, host.lister))
+        # A host is given up when none of its calls started for a whole connect timeout:
+        # a long listing of a slow host is progress, not silence.
+        calls = {host.name: host.hypervisor.calls for host, _ in started}
+        waiting = started
+        while waiting:
+            deadline = time.monotonic() + self.hosts.connect_timeout
+            for _, thread in waiting:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            moving = []
+            for host, thread in waiting:
+                if thread.is_alive() and host.hypervisor.calls != calls[host.name]:
+                    calls[host.name] = host.hypervisor.calls
+                    moving.append((host, thread))
+            waiting = moving
+        return [(host, results.get(host.name)) for host, _ in started]

@@ -1,0 +1,83 @@
+"""Connections that deliver lifecycle events and report their own loss (the service).
+
+Callbacks run in libvirt's event thread (loop.py): they must only record what
+happened (enqueue a name, set a flag), never call back into libvirt or wait.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import libvirt
+
+from .connection import Connection
+from .loop import event_loop_alive, start_event_loop
+from .errors import as_connection_lost, classify
+
+log = logging.getLogger(__name__)
+__all__ = ["WatchedConnection", "event_loop_alive", "start_event_loop"]
+
+#: (domain name, event: "defined", "undefined", "started", "stopped", ...)
+DomainEventCallback = Callable[[str, str], None]
+#: (why the connection closed: "eof", "keepalive", "error", "client")
+ConnectionCallback = Callable[[str], None]
+
+_LIFECYCLE_EVENTS = ("defined", "undefined", "started", "suspended", "resumed", "stopped",
+                     "shutdown", "pmsuspended", "crashed")
+_CLOSE_REASONS = {0: "error", 1: "eof", 2: "keepalive", 3: "client"}
+class WatchedConnection(Connection):
+    """A Connection whose every connection, the first and each reopened one, delivers
+    domain lifecycle events and reports its own loss (close callback, keepalive).
+
+    `on_open` runs after each successful (re)connection, under the connection lock: it
+    must only record that it happened.
+    """
+
+    def __init__(self, uri: str | None, *, on_event: DomainEventCallback,
+                 on_open: Callable[[], None], on_close: ConnectionCallback,
+                 keepalive: tuple[int, int] = (5, 3), connections: int = 1):
+        super().__init__(uri, keepalive=keepalive, connections=connections,
+                         keepalive_ready=event_loop_alive)
+        self._on_event = on_event
+        self._on_open = on_open
+        self._on_close = on_close
+        self._callback_ids: dict[int, int] = {}  # id(connection) → its event callback
+
+    def _open_locked(self) -> None:
+        start_event_loop()
+        super()._open_locked()
+        conn = self._conn
+        try:
+            self._callback_ids[id(conn)] = conn.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None)
+            conn.registerCloseCallback(self._closed, None)
+        except libvirt.libvirtError as exc:
+            self._conn = None
+            self._lines.reset(None)
+            self._forget(conn)
+            raise as_connection_lost(classify(exc, f"cannot watch events on {self.uri}")) from exc
+        self._on_open()
+
+    def _forget(self, conn: Any) -> None:
+        """Deregister our callbacks from `conn` and close it; errors of a dead one are moot."""
+        callback_id = self._callback_ids.pop(id(conn), None)
+        for undo in (lambda: conn.domainEventDeregisterAny(callback_id),
+                     conn.unregisterCloseCallback, conn.close):
+            try:
+                undo()
+            except (libvirt.libvirtError, KeyError, TypeError):
+                pass
+
+    def _lifecycle(self, conn: Any, dom: Any, event: int, _detail: int, _opaque: Any) -> None:
+        kind = _LIFECYCLE_EVENTS[event] if 0 <= event < len(_LIFECYCLE_EVENTS) else str(event)
+        try:
+            name = dom.name()
+        except libvirt.libvirtError:
+            return
+        self._on_event(name, kind)
+
+    def _closed(self, conn: Any, reason: int, _opaque: Any) -> None:
+        if conn is self._conn:  # not one we closed on purpose
+            self._on_close(_CLOSE_REASONS.get(reason, str(reason)))

@@ -1,0 +1,46 @@
+"""`Hypervisor`: one libvirt host as the layers above see it.
+
+Its connection (`connection`), what can be read (`domains`) and what steps can
+do (`steps`). Made by the host layer (`controller.hosts`), one per host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .connection import Connection
+from .domains import Domains
+from .events import ConnectionCallback, DomainEventCallback, WatchedConnection
+from .steps import DomainSteps
+
+
+class Hypervisor:
+    """One host: a connection, and the reads and steps that go through it."""
+
+    def __init__(self, connection: Connection):
+        self.connection = connection
+        self.domains = Domains(connection)
+        self.steps = DomainSteps(connection)
+
+    @classmethod
+    def open(cls, uri: str | None, *, readonly: bool = False, connections: int = 1,
+             keepalive: tuple[int, int] | None = None) -> Hypervisor:
+        """A host reached at `uri` (not connected yet)."""
+        return cls(Connection(uri, readonly=readonly, connections=connections,
+                              keepalive=keepalive))
+
+    @classmethod
+    def watched(cls, uri: str | None, *, on_event: DomainEventCallback,
+                on_open: Callable[[], None], on_close: ConnectionCallback,
+                connections: int = 1) -> Hypervisor:
+        """A host whose connections deliver lifecycle events (the service)."""
+        return cls(WatchedConnection(uri, on_event=on_event, on_open=on_open,
+                                     on_close=on_close, connections=connections))
+
+    @property
+    def uri(self) -> str | None:
+        return self.connection.uri
+
+    @property
+    def calls(self) -> int:
+        return self.connection.calls
