@@ -17,9 +17,12 @@ test: bootstrap-test
 test-fast: bootstrap-test
 	$(PY) -m pytest -q -m "not e2e"
 
+# ruff (its rule set in pyproject.toml), mypy strict over the code and the tests, and
+# import-linter's contracts: the layers, libvirt only in controller/virt, a pure core.
 lint: bootstrap-test
-	$(VENV)/bin/ruff check controller tests
+	$(VENV)/bin/ruff check controller tests benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bootstrap-run:
 	scripts/bootstrap.sh run

@@ -52,7 +52,7 @@ from typing import Any
 
 import libvirt
 
-from controller.hypervisor import connections_for
+from controller.virt import connections_for
 
 HERE = Path(__file__).resolve().parent
 FLOORS = HERE / "floors"
@@ -686,8 +686,8 @@ def code_state(note: str | None) -> Json:
 
 def _default_workers() -> int:
     try:
-        from controller.cli import _main_parser
-        return int(_main_parser().get_default("workers"))
+        from controller.cli import main_parser
+        return int(main_parser().get_default("workers"))
     except (ImportError, AttributeError, TypeError, ValueError):  # another CLI: still run
         return 4
 
@@ -701,7 +701,7 @@ def _cache_bytecode(prefix: Path) -> str:
     here, before anything is timed."""
     inherited = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ["PYTHONPYCACHEPREFIX"] = str(prefix)
-    modules = ("libvirt", "yaml", "fastjsonschema", "controller.cli", "controller.engine",
+    modules = ("libvirt", "yaml", "fastjsonschema", "controller.cli", "controller.reconciler",
                "controller.executor", "controller.service", "controller.export", "tenacity",
                "jsonschema")
     warm = (f"import importlib\nfor m in {modules!r}:\n"
@@ -944,7 +944,7 @@ def _render_noop(section: Json) -> list[str]:
                  else f"vs {top.get('hypervisor_calls')} by")
         out += ["", (f"Calls at N = {top['n']}, counted by wrapping libvirt-python's connection "
                      f"and domain methods: {methods} ({top['calls']} in all, {agree} the "
-                     f"controller's own `Hypervisor.calls`)."
+                     f"controller's own `Connection.calls`)."
                      + _slowest(top.get("slowest_call", {})))]
     converged = ", ".join(f"N = {n}: {_f(s)} s" for n, s in section["converge_seconds"].items())
     out += ["", (f"Untimed set-up, defining the domains with `reconcile --once` (only the new ones "
@@ -991,7 +991,8 @@ def _render_validate(section: Json) -> list[str]:
             f"and YAML-parses the same files with the C loader: it is not a target, it shows "
             f"what the schema and checks add."), "",
             ("| manifests | reconcile validate (min) | per manifest | "
-             "parse-only reference (min) | peak RSS (MiB) |"), "| ---: | ---: | ---: | ---: | ---: |"]
+             "parse-only reference (min) | peak RSS (MiB) |"),
+            "| ---: | ---: | ---: | ---: | ---: |"]
     for r in section["rows"]:
         out.append(f"| {r['n']} | {_med(r['reconcile'])} | "
                    f"{r['reconcile']['median'] / r['n'] * 1000:.2f} ms | "

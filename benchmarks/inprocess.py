@@ -10,8 +10,8 @@ counts libvirt calls two ways, without changing the controller's code:
   the few that never reach libvirtd (name, UUID, ID, connect); `by_method` breaks it down
   and `slowest_call` gives each method's slowest call in seconds. Opening and closing the
   connection are not counted.
-- `hypervisor_calls`: the controller's own `Hypervisor.calls` counters, read from every
-  Hypervisor the command built (found by wrapping `Hypervisor.__init__`).
+- `hypervisor_calls`: the controller's own `Connection.calls` counters, read from every
+  Connection the command built (found by wrapping `Connection.__init__`).
 
 Prints one JSON object; `seconds` is the command's time inside the process (no
 interpreter start-up, no imports).
@@ -33,7 +33,7 @@ from typing import Any
 import libvirt
 
 from controller import cli
-from controller.hypervisor import Hypervisor
+from controller.virt import Connection
 
 #: Methods answered from the handle itself, without a round trip to libvirtd.
 LOCAL = {"name", "UUID", "UUIDString", "ID", "connect", "c_pointer", "close"}
@@ -67,14 +67,14 @@ def count_libvirt_calls(counter: Counter[str], slowest: dict[str, float]) -> Non
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "--":
         argv = argv[1:]
-    made: list[Hypervisor] = []
-    original = Hypervisor.__init__
+    made: list[Connection] = []
+    original = Connection.__init__
 
-    def keeping_init(self: Hypervisor, *args: Any, **kwargs: Any) -> None:
+    def keeping_init(self: Connection, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
         made.append(self)
 
-    Hypervisor.__init__ = keeping_init  # type: ignore[method-assign]
+    Connection.__init__ = keeping_init  # type: ignore[method-assign]
     by_method: Counter[str] = Counter()
     slowest: dict[str, float] = {}
     count_libvirt_calls(by_method, slowest)

@@ -34,7 +34,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.multihost.hosts import VIRT_TYPE, NetnsHost, start_hosts, stop_hosts
+from tests.multihost.hosts import (  # noqa: E402 - after the sys.path line above
+    VIRT_TYPE,
+    NetnsHost,
+    start_hosts,
+    stop_hosts,
+)
 
 RECONCILE = Path(sys.executable).parent / "reconcile"
 RESULTS = REPO / "benchmarks" / "results"

@@ -100,10 +100,11 @@ class Host:
             return None
         return listed.listing
 
-    def recover(self, error: ConnectionLost, *, wait: float = RECONNECT_WAIT,
+    def recover(self, error: ConnectionLost, *, who: str, wait: float = RECONNECT_WAIT,
                 tries: int = RECONNECTS) -> bool:
         """After a call found the connection lost: reconnect with backoff, once for all the
-        threads that found it (the others wait for that answer). Once it has failed, the
+        threads that found it (the others wait for that answer; `who` names the VM that
+        found it, for the log). Once it has failed, the
         host is given up for GIVE_UP_FOR seconds: a dead daemon must not cost every VM
         its own backoff."""
         failed = self.hypervisor.connection.current()
@@ -113,18 +114,17 @@ class Host:
                 return True  # another thread reconnected meanwhile
             if time.monotonic() - self._gave_up_at < GIVE_UP_FOR:
                 return False
-            log.warning("lost the libvirt connection to %s (%s); reconnecting",
-                        self.uri or "libvirt", error)
+            log.warning("%s: lost the libvirt connection (%s); reconnecting", who, error)
             for attempt in range(tries):
                 time.sleep(wait * (2 ** attempt))
                 try:
                     connection.reconnect(failed)
-                    self.error = None
-                    return True
                 except ConnectionLost as again:
                     log.warning("reconnect failed: %s", again)
+                else:
+                    self.error = None
+                    return True
             self._gave_up_at = time.monotonic()
-            self.error = f"lost the connection: {error}"
             return False
 
 

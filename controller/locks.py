@@ -107,9 +107,10 @@ class VMLocks:
     def _acquire(fd: int, name: str, limit: float) -> bool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return False
         except BlockingIOError:
             pass
+        else:
+            return False
         # flock(2) has no timeout: poll with a growing interval up to the deadline.
         deadline = time.monotonic() + limit
         interval = 0.005
@@ -123,9 +124,9 @@ class VMLocks:
             interval = min(interval * 2, 0.1)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
             except BlockingIOError:
                 continue
+            return True
 
 
 class _Hold:

@@ -19,7 +19,8 @@ from typing import TypeVar
 from .manifests import LoadResult
 from .model import Cause, Outcome, Result
 from .planner.orphans import left_as_is, prune_verdict
-from .reconciler import Reconciler, manifests_view
+from .reconciler import Reconciler
+from .unnamed import manifests_view
 
 
 @dataclass

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from .errors import AlreadyExists, ConnectionLost, DomainNotFound, HypervisorError, LockTimeout
@@ -34,9 +34,10 @@ from .model import (
     Step,
     VMSpec,
 )
-from .planner import Copy, Machines, Situation, plan, plan_placement, preview_arrival
+from .observing import machines_of, observe
+from .planner import Situation, plan, plan_placement, preview_arrival
 from .planner.disks import disk_clash, disks_to_check
-from .planner.orphans import Manifests, left_as_is, plan_orphan, prune_verdict
+from .unnamed import reconcile_unnamed
 from .virt import Listing
 
 log = logging.getLogger(__name__)
@@ -76,17 +77,6 @@ class FixedManifests:
         return self.load
 
 
-def manifests_view(load: LoadResult) -> Manifests:
-    """What the planner needs to know of a load."""
-    return Manifests(
-        complete=load.prune_safe,
-        problem=load.problem or f"{len(load.invalid)} invalid manifest(s)",
-        invalid_files=frozenset(entry.file for entry in load.invalid),
-        invalid_names=frozenset(load.invalid_names),
-        invalid_sources=dict(load.invalid_sources),
-    )
-
-
 @dataclass
 class Reconciler:
     """Reconciles one name at a time, on the hosts of `hosts` (see the module)."""
@@ -113,18 +103,19 @@ class Reconciler:
         load = self.manifests.current()
         spec = load.specs.get(name)
         if spec is None:
-            return self._unnamed(name, load)
+            return reconcile_unnamed(self, name, load)
         return self.reconcile_spec(spec)
 
     def reconcile_spec(self, spec: VMSpec) -> Outcome:
         host = self.hosts[self.hosts.host_of(spec)]
         if not host.usable and not (self.recover_inline and host.error is None
-                                    and host.recover(ConnectionLost("not connected"))):
+                                    and host.recover(ConnectionLost("not connected"),
+                                                         who=spec.name)):
             outcome = Outcome(spec.name, spec.source, Result.FAILED,
                               error=self.unreachable(host), cause=Cause.HOST_UNREACHABLE)
         else:
             try:
-                with self._holding(spec.name) as held:
+                with self.holding(spec.name) as held:
                     outcome = self._converge(spec, host, host.listing_for(spec.name, held))
             except LockTimeout as error:
                 outcome = Outcome(spec.name, spec.source, Result.FAILED, error=str(error),
@@ -137,20 +128,20 @@ class Reconciler:
                   and spec.state is not DesiredState.ABSENT and not self.dry_run):
                 self.hosts.inventory.add(host.name, spec.name)
         outcome.spec = spec
-        return self._tag(outcome, host.name)
+        return self.tag(outcome, host.name)
 
     def unreachable(self, host: Host) -> str:
         if self.hosts.several:
             return f"host {host.label} is unreachable: {host.error or 'not connected'}"
         return host.error or f"not connected to {host.hypervisor.uri or 'libvirt'}"
 
-    def _tag(self, outcome: Outcome, host: str) -> Outcome:
+    def tag(self, outcome: Outcome, host: str) -> Outcome:
         outcome.host = host or None
         outcome.multi_host = self.hosts.several
         return outcome
 
     @contextmanager
-    def _holding(self, name: str) -> Iterator[Held | None]:
+    def holding(self, name: str) -> Iterator[Held | None]:
         """Hold `name`'s lock (none in a dry run). Raises LockTimeout."""
         if self.dry_run:
             yield None
@@ -175,7 +166,7 @@ class Reconciler:
 
         for _ in range(ROUNDS):
             try:
-                situation = self._observe(spec, host, listing)
+                situation = observe(spec, host, self.hosts, listing)
                 listing = None  # later rounds look the domain up afresh
                 if first is None:
                     first = situation.copies[0].observed if situation.copies else situation.here
@@ -192,10 +183,10 @@ class Reconciler:
                     return Outcome(spec.name, spec.source, Result.CONFLICT, steps=done,
                                    error=clash, changes=tuple(shown), observed=first,
                                    cause=Cause.TERMINAL)
-                done += self._execute(spec.name, host, the_plan.steps)
+                done += self.execute(spec.name, host, the_plan.steps)
                 if the_plan.moves:
                     done += self._arrive(spec, host, situation)
-                    done += self._execute(spec.name, host, the_plan.after)
+                    done += self.execute(spec.name, host, the_plan.after)
                     if spec.state is not DesiredState.ABSENT and situation.copies:
                         self.hosts.inventory.moved(spec.name, situation.copies[0].host,
                                                    host.name)
@@ -207,56 +198,12 @@ class Reconciler:
                 done += failure.done
                 return failed(failure.error, changes=tuple(shown))
             except ConnectionLost as error:
-                if not (self.recover_inline and host.recover(error)):
+                if not (self.recover_inline and host.recover(error, who=spec.name)):
                     return failed(error, Cause.HOST_UNREACHABLE)
                 last_error, listing = error, None
             except HypervisorError as error:  # reading the domain failed: unknown, not absent
                 return failed(error)
         return failed(last_error or "the domain kept changing while being reconciled")
-
-    def _observe(self, spec: VMSpec, host: Host, listing: Listing | None) -> Situation:
-        here = host.hypervisor.domains.observe(spec.name, listing)
-        copies: list[Copy] = []
-        unknown: tuple[str, ...] = ()
-        if self.hosts.several:
-            unknown = tuple(self.hosts.unknown_holders(spec.name, host.name))
-            if not unknown:
-                copies = self._copies_elsewhere(spec.name, host)
-        observed = [here] + [copy.observed for copy in copies]
-        return Situation(host=host.name, here=here, copies=tuple(copies), unknown=unknown,
-                         machines=self._machines(spec, host, observed))
-
-    def _copies_elsewhere(self, name: str, target: Host) -> list[Copy]:
-        """Managed domains named `name` on the other usable hosts, observed afresh (only
-        where this pass's listing, if there is one, has the name)."""
-        copies = []
-        for other in self.hosts.all():
-            if other is target or not other.usable:
-                continue
-            if other.listed is not None and name not in other.listed.listing.names:
-                continue
-            observed = other.hypervisor.domains.observe(name)
-            if observed.exists and observed.managed:
-                copies.append(Copy(other.name, observed))
-        return copies
-
-    @staticmethod
-    def _machines(spec: VMSpec, host: Host, observed: list[Observed]) -> Machines | None:
-        """The machine aliases involved, resolved on the VM's host (cached there): only
-        when the manifest names a machine, the only case the planner compares them."""
-        if not spec.machine:
-            return None
-        configs = [config for seen in observed for config in (seen.saved, seen.live)
-                   if config is not None and config.machine]
-        if not configs:
-            return None
-        canonical = host.hypervisor.domains.canonical_machine
-        machines = {spec.machine: canonical(spec.type, spec.arch or configs[0].arch,
-                                            spec.machine)}
-        for config in configs:
-            assert config.machine is not None
-            machines[config.machine] = canonical(config.type, config.arch, config.machine)
-        return machines
 
     def _settled(self, spec: VMSpec, the_plan: Plan, situation: Situation, done: list[Step],
                  first: Observed, shown: tuple[Change, ...]) -> Outcome | None:
@@ -292,7 +239,7 @@ class Reconciler:
             return None
         return disk_clash(host.hypervisor.domains.disk_users(paths, exclude=spec.name))
 
-    def _execute(self, name: str, host: Host, steps: tuple[Step, ...]) -> list[Step]:
+    def execute(self, name: str, host: Host, steps: tuple[Step, ...]) -> list[Step]:
         if not steps:
             return []
         hosts = {other.name: other.hypervisor for other in self.hosts.all()}
@@ -302,101 +249,10 @@ class Reconciler:
     def _arrive(self, spec: VMSpec, host: Host, situation: Situation) -> list[Step]:
         """After a move's own steps: converge the VM where it arrived, observed afresh."""
         here = host.hypervisor.domains.observe(spec.name)
-        there = plan(spec, here, machines=self._machines(spec, host, [here]))
+        there = plan(spec, here, machines=machines_of(spec, host, [here]))
         if there.conflict:  # the move's own define made it ours: not expected
             raise StepFailed(Step(Action.DEFINE, "move"), HypervisorError(there.conflict), [])
-        return self._execute(spec.name, host, there.steps)
-
-    # --- names no manifest defines ------------------------------------------------------
-
-    def _unnamed(self, name: str, load: LoadResult) -> Outcome:
-        """A managed domain without a manifest, on each usable host this run handles: left
-        as it is (its manifest is invalid), or an orphan to prune when that is safe."""
-        outcomes = []
-        for host_name in sorted(self.scope()):
-            host = self.hosts.get(host_name)
-            if host is None or not host.usable:
-                continue
-            if host.listed is not None and name not in host.listed.listing.names:
-                continue
-            outcomes.append(self._tag(self._unnamed_on(name, host, load), host.name))
-        real = [outcome for outcome in outcomes if outcome.orphan or outcome.error]
-        if not real:
-            return Outcome(name, None, Result.UNCHANGED, note="no longer a managed domain")
-        first = real[0]
-        for other in real[1:]:  # the same orphan on several hosts: one outcome for the name
-            first.steps += [replace(step, host=other.host or "") for step in other.steps]
-        return first
-
-    def _unnamed_on(self, name: str, host: Host, load: LoadResult) -> Outcome:
-        try:
-            with self._holding(name) as held:
-                observed = host.hypervisor.domains.observe(name, host.listing_for(name, held))
-                if not observed.exists or not observed.managed:
-                    return Outcome(name, None, Result.UNCHANGED, observed=observed,
-                                   note="no longer a managed domain")
-                view = manifests_view(load)
-                why = left_as_is(name, observed.saved.source if observed.saved else None, view)
-                if why:
-                    return Outcome(name, observed.saved.source if observed.saved else None,
-                                   Result.FAILED, error=why, observed=observed,
-                                   cause=Cause.TERMINAL)
-                return self._orphan(name, host, observed)
-        except LockTimeout as error:
-            return Outcome(name, None, Result.FAILED, error=str(error), cause=Cause.RETRY,
-                           orphan=True)
-        except HypervisorError as error:
-            cause = Cause.RETRY if host.hypervisor.connection.alive() else Cause.HOST_UNREACHABLE
-            return Outcome(name, None, Result.FAILED, error=str(error), cause=cause,
-                           orphan=True)
-
-    def _orphan(self, name: str, host: Host, observed: Observed) -> Outcome:
-        def outcome(result: Result, cause: Cause = Cause.NONE, **extra: object) -> Outcome:
-            return Outcome(name, None, result, observed=observed, cause=cause, orphan=True,
-                           **extra)  # type: ignore[arg-type]
-
-        if not self.prune:
-            return outcome(Result.UNCHANGED, note="orphan: a managed domain that no manifest "
-                                                  "names (not pruned; --prune removes it)")
-        settle = self.manifests.unsettled_for()
-        if settle > 0:
-            return outcome(Result.UNCHANGED, Cause.RETRY, retry_after=settle,
-                           note="the manifests changed a moment ago")
-        fresh = self.manifests.confirm()
-        if name in fresh.specs or name in fresh.invalid_names:
-            return outcome(Result.UNCHANGED, note="a manifest names it again")
-        view = manifests_view(fresh)
-        count = self.orphans_in_pass
-        if count is None and view.complete:
-            count = self._count_orphans(fresh, view)
-        verdict = prune_verdict(view, orphans=count or 0, max_prune=self.max_prune)
-        the_plan = plan_orphan(observed, verdict)
-        if the_plan.failure:
-            return outcome(Result.FAILED, Cause.TERMINAL, error=the_plan.failure)
-        if not the_plan.steps:
-            return outcome(Result.UNCHANGED, note=the_plan.note)
-        if self.dry_run:
-            return outcome(Result.PLANNED, steps=list(the_plan.steps))
-        try:
-            done = self._execute(name, host, the_plan.steps)
-        except StepFailed as failure:
-            return outcome(Result.FAILED, Cause.RETRY, steps=failure.done,
-                           error=str(failure.error))
-        return outcome(Result.PRUNED, steps=done)
-
-    def _count_orphans(self, load: LoadResult, view: Manifests) -> int:
-        """The orphans on every usable host this run handles, counted afresh."""
-        named = frozenset(load.specs) | frozenset(load.invalid_names)
-        count = 0
-        for host_name in self.scope():
-            host = self.hosts.get(host_name)
-            if host is None or not host.usable:
-                continue
-            marks = host.hypervisor.domains.managed(skip=named)
-            count += sum(1 for name, mark in marks.items()
-                         if not left_as_is(name, mark.source, view))
-        return count
-
+        return self.execute(spec.name, host, there.steps)
 
 def _kept(the_plan: Plan, done: list[Step]) -> str | None:
     """Why libvirt kept what the steps already done should have changed, if a fresh plan

@@ -215,7 +215,7 @@ def status_text(rows: Sequence[dict[str, Any]]) -> str:
     ) for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
     return "\n".join(
-        ("  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths))
+        ("  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True))
          + "  " + line[-1]).rstrip()
         for line in table
     ) if rows else "no VMs in the manifests and no managed domains"

@@ -69,9 +69,9 @@ def documents(path: Path, relative: str, result: LoadResult) -> Iterator[tuple[i
                 raise
             info = None
         if info is None or not stat.S_ISREG(info.st_mode):
-            raise IsADirectoryError(21, "not a regular file")
+            raise IsADirectoryError(21, "not a regular file")  # noqa: TRY301 - reported below
         if info.st_size > _MAX_FILE_BYTES:
-            raise ValueError(f"larger than {_MAX_FILE_BYTES} bytes")
+            raise ValueError(f"larger than {_MAX_FILE_BYTES} bytes")  # noqa: TRY301
         with open(path, "rb") as file:
             text = file.read().decode("utf-8")
     except OSError as exc:
@@ -90,7 +90,7 @@ def documents(path: Path, relative: str, result: LoadResult) -> Iterator[tuple[i
                 if nodes is None:
                     check_size(document)
                 elif nodes > MAX_NODES:  # a plain tree: its size is its number of nodes
-                    raise TooLarge(TOO_LARGE)
+                    raise TooLarge(TOO_LARGE)  # noqa: TRY301 - reported below
             index += 1
     except yaml.YAMLError as exc:
         result.invalid.append(Invalid(relative, index, "", f"not valid YAML: {yaml_reason(exc)}"))

@@ -46,11 +46,14 @@ def cross_check(
             continue
         try:
             spec = _to_spec(document, relative, roots)
-            if spec.host is not None and spec.host not in result.hosts:
-                raise _FieldError("spec.host", f"host '{spec.host}' is not named in "
-                                  f"{HOSTS_FILE} nor by --host NAME=URI")
         except _FieldError as exc:
             result.invalid.append(Invalid(relative, index, exc.path, exc.reason))
+            result.refuse_name(name, relative)
+            continue
+        if spec.host is not None and spec.host not in result.hosts:
+            result.invalid.append(Invalid(relative, index, "spec.host",
+                                          f"host '{spec.host}' is not named in {HOSTS_FILE} "
+                                          "nor by --host NAME=URI"))
             result.refuse_name(name, relative)
             continue
         clash = None

@@ -239,7 +239,7 @@ def _restart_changes(
 def _interfaces_match(wanted: tuple[Interface, ...], have: tuple[Interface, ...]) -> bool:
     if len(wanted) != len(have):
         return False
-    for desired, actual in zip(wanted, have):
+    for desired, actual in zip(wanted, have, strict=True):
         if (desired.network, desired.bridge, desired.model) != (
                 actual.network, actual.bridge, actual.model):
             return False

@@ -13,8 +13,8 @@ from typing import Any
 import libvirt
 
 from .connection import Connection
-from .loop import event_loop_alive, start_event_loop
 from .errors import as_connection_lost, classify
+from .loop import event_loop_alive, start_event_loop
 
 log = logging.getLogger(__name__)
 __all__ = ["WatchedConnection", "event_loop_alive", "start_event_loop"]

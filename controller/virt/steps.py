@@ -117,7 +117,6 @@ class DomainSteps:
                     dom = self._domain(conn, name)
                     self._c.calls += 1
                     dom.undefineFlags(flags)
-                return
             except DomainNotFound:
                 return
             except PermanentError as error:
@@ -126,6 +125,7 @@ class DomainSteps:
                 if error.code in unsupported and index + 1 < len(_KEEP_FIRMWARE_STATE):
                     continue
                 raise
+            return
 
     def set_autostart(self, name: str, enabled: bool) -> None:
         with self._c.call(f"cannot set autostart of domain '{name}'") as conn:

@@ -9,7 +9,7 @@ from pathlib import Path
 import libvirt
 import yaml
 
-from .support import Manifests, must_read, qcow2
+from .support import Manifests, OnceRunner, Runner, must_read, qcow2
 
 
 def _define(conn: libvirt.virConnect, name: str, virt_type: str, image: Path,
@@ -40,7 +40,7 @@ def _define(conn: libvirt.virConnect, name: str, virt_type: str, image: Path,
 
 def test_export_then_apply_only_marks_the_domains_as_managed(
         conn: libvirt.virConnect, prefix: str, virt_type: str, image_dir: Path,
-        manifests: Manifests, run, once) -> None:  # type: ignore[no-untyped-def]
+        manifests: Manifests, run: Runner, once: OnceRunner) -> None:
     running, stopped = prefix + "run", prefix + "stop"
     _define(conn, running, virt_type, qcow2(image_dir / "run.qcow2"), start=True)
     _define(conn, stopped, virt_type, qcow2(image_dir / "stop.qcow2"), start=False)

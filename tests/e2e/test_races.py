@@ -16,6 +16,7 @@ import pytest
 
 from controller.locks import VMLocks
 
+from ..waiting import wait_until
 from .support import (
     MIB,
     Manifests,
@@ -26,7 +27,6 @@ from .support import (
     must_read,
     parse_report,
     read_domain,
-    wait_until,
 )
 
 

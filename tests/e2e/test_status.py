@@ -7,15 +7,25 @@ import os
 import pty
 import re
 import subprocess
+from pathlib import Path
 
 import libvirt
 
-from .support import RECONCILE, URI, Manifests, clean_env, define_unmanaged
+from .support import (
+    RECONCILE,
+    URI,
+    Manifests,
+    OnceRunner,
+    Runner,
+    VMBuilder,
+    clean_env,
+    define_unmanaged,
+)
 
 
 def test_status_shows_desired_actual_and_why(
         conn: libvirt.virConnect, prefix: str, virt_type: str, manifests: Manifests,
-        vm, run, once) -> None:  # type: ignore[no-untyped-def]
+        vm: VMBuilder, run: Runner, once: OnceRunner) -> None:
     manifests.write("a.yaml", vm("a"), vm("b", state="stopped"), vm("gone"))
     once(check_exit=0)
     manifests.write("a.yaml", vm("a", memory="96MiB"), vm("b", state="stopped"))
@@ -35,9 +45,9 @@ def test_status_shows_desired_actual_and_why(
     assert cells[prefix + "pet"][5:7] == ["unmanaged", "conflict"]
 
     report = json.loads(run("status", "-o", "json", check_exit=1).stdout)
-    rows = {row["name"]: row for row in report["vms"]}
-    assert rows[prefix + "a"]["memory"] == {"desired": "96 MiB", "actual": "64 MiB"}
-    assert rows[prefix + "b"]["in_sync"] == "yes"
+    by_name = {row["name"]: row for row in report["vms"]}
+    assert by_name[prefix + "a"]["memory"] == {"desired": "96 MiB", "actual": "64 MiB"}
+    assert by_name[prefix + "b"]["in_sync"] == "yes"
     # status changed nothing
     assert conn.lookupByName(prefix + "a").maxMemory() == 64 * 1024
 
@@ -62,7 +72,7 @@ def _on_a_terminal(argv: list[str], env: dict[str, str]) -> str:
 
 
 def test_plan_is_coloured_on_a_terminal_only_and_never_with_no_color(
-        prefix: str, manifests: Manifests, vm, lock_dir) -> None:  # type: ignore[no-untyped-def]
+        prefix: str, manifests: Manifests, vm: VMBuilder, lock_dir: Path) -> None:
     manifests.write("a.yaml", vm("a"))
     argv = [str(RECONCILE), "--once", "--dry-run", "-m", str(manifests.path), "-c", URI,
             "--lock-dir", str(lock_dir)]
@@ -84,7 +94,7 @@ def test_plan_is_coloured_on_a_terminal_only_and_never_with_no_color(
 
 
 def test_progress_on_a_terminal_only(
-        prefix: str, manifests: Manifests, vm, lock_dir) -> None:  # type: ignore[no-untyped-def]
+        prefix: str, manifests: Manifests, vm: VMBuilder, lock_dir: Path) -> None:
     manifests.write("a.yaml", vm("a"), vm("b", state="stopped"))
     argv = [str(RECONCILE), "--once", "-m", str(manifests.path), "-c", URI,
             "--lock-dir", str(lock_dir)]

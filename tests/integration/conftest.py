@@ -24,7 +24,7 @@ def write(manifest_dir: Path) -> Writer:
 
 def vm(name: str, **spec: object) -> str:
     """A manifest document for `name`; spec values are rendered as YAML flow scalars."""
-    fields = {"memory": 64, "vcpus": 1, "stopTimeout": 0}
+    fields: dict[str, object] = {"memory": 64, "vcpus": 1, "stopTimeout": 0}
     fields.update(spec)
     body = "\n".join(f"  {key}: {value}" for key, value in fields.items())
     return (f"apiVersion: reconcile/v1\nkind: VirtualMachine\nmetadata:\n  name: {name}\n"

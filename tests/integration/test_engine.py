@@ -195,7 +195,7 @@ def test_already_exists_during_define_is_resolved_by_observing_again(
                     "<vcpu>1</vcpu><os><type>hvm</type></os>"
                     f"<metadata><m:managed xmlns:m='{domainxml.MANAGED_NS}'/></metadata>"
                     "</domain>")
-    fired = []
+    fired: list[bool] = []
 
     def intrude(name: str, step: Step, phase: str) -> None:
         if step.action is Action.DEFINE and phase == "start" and not fired:

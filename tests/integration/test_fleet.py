@@ -24,10 +24,9 @@ import pytest
 
 from controller import domainxml
 from controller.cli import main
-from controller.executor import RetryPolicy
+from controller.inventory import Inventory
 from controller.locks import VMLocks
 from controller.manifests import LoadResult, load_directory
-from controller.inventory import Inventory
 from controller.model import Action, Outcome, Result
 from controller.virt import Hypervisor
 

@@ -126,7 +126,8 @@ def _release_forwarding(token: str) -> None:
     shutil.rmtree(_FORWARD_DIR, ignore_errors=True)
 
 
-def call_with_deadline(func: Callable[[], T], timeout: float) -> tuple[str, T | BaseException | None]:
+def call_with_deadline(func: Callable[[], T],
+                       timeout: float) -> tuple[str, T | BaseException | None]:
     """Run `func` in a daemon thread; ("ok", value), ("error", exc) or ("timeout", None).
 
     libvirt's open and RPC calls have no timeout of their own: this is how a caller

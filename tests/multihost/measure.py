@@ -139,7 +139,7 @@ def probe_close_idle(host: Host, *, event_loop: bool) -> dict[str, Any]:
 def probe_in_flight(host: Host, prefix: str) -> dict[str, Any]:
     """A call in flight when the link is cut: a QEMU monitor command to a stopped QEMU,
     so that the daemon holds the call until we let QEMU go."""
-    import libvirt_qemu  # type: ignore[import-untyped]
+    import libvirt_qemu
 
     _event_loop()
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)

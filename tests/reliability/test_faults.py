@@ -276,7 +276,7 @@ def test_libvirtd_killed_during_a_once_run(
     if outage == "until-the-run-ends":
         assert code == 1 and failed, describe(result)
     assert code == (1 if failed else 0), describe(result)
-    for name, error in failed.items():
+    for error in failed.values():
         assert error and "\n" not in error and "libvirt error" in error, describe(result)
     for entry in report["vms"]:
         assert entry["name"] in failed or entry["result"] == "converged", describe(result)

@@ -60,7 +60,8 @@ def test_validate_exits_0_or_2_and_reports_what_the_loader_found(
         assert lines.pop() == ""
         summary = lines.pop()
         plural = "" if len(load.specs) == 1 else "s"
-        assert summary == f"{len(load.specs)} valid VM manifest{plural}, {len(load.invalid)} invalid"
+        assert summary == (f"{len(load.specs)} valid VM manifest{plural}, "
+                           f"{len(load.invalid)} invalid")
         assert lines == [f"invalid: {entry}" for entry in load.invalid] + (
             [f"note: {load.problem}"] if load.problem else [])
     count(f"reconcile validate -o {output} (in-process): random directories")

@@ -148,7 +148,8 @@ def test_injected_documents_create_no_domain(
     assert len(load.invalid) == len(INJECTED_FIELDS)
     report = rig.run_pass(load, prune=True, max_prune=100)
     assert [(o.name, o.result) for o in report.outcomes] == [("good", Result.CONVERGED)]
-    assert sorted(dom.name() for dom in hypervisor.connection.conn.listAllDomains(0)) == ["good", "test"]
+    names = sorted(dom.name() for dom in hypervisor.connection.conn.listAllDomains(0))
+    assert names == ["good", "test"]
 
 
 # --- disk sources: traversal, symlinks, devices -----------------------------------------

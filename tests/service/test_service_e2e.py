@@ -11,12 +11,14 @@ import signal
 import subprocess
 import urllib.error
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from ..waiting import wait_until
 from .conftest import Host, ServiceFactory
-from .support import RECONCILE, Domain, virsh, vm_manifest, wait_until, write_atomically
+from .support import RECONCILE, Domain, virsh, vm_manifest, write_atomically
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +75,7 @@ def test_prune_is_refused_without_the_folder_and_beyond_max_prune(
         (manifests / f"{name}.yaml").write_text(vm_manifest(name, state="stopped"))
     service = start_service("--prune", "--max-prune", "1", "--resync", "3600")
     service.wait_ready()
-    defined = {name: wait_until(lambda n=name: _domain(host, n), what=f"{name} defined")
+    defined = {name: wait_until(partial(_domain, host, name), what=f"{name} defined")
                for name in names}
 
     # The whole folder gone (a bad deploy, an unmounted volume): nothing is pruned.
@@ -98,7 +100,7 @@ def test_prune_is_refused_while_the_folder_is_emptied_or_replaced_by_a_file(
         (manifests / f"{name}.yaml").write_text(vm_manifest(name, state="stopped"))
     service = start_service("--prune", "--resync", "3600")
     service.wait_ready()
-    defined = {name: wait_until(lambda n=name: _domain(host, n), what=f"{name} defined")
+    defined = {name: wait_until(partial(_domain, host, name), what=f"{name} defined")
                for name in names}
 
     # Emptied (a checkout gone wrong): every VM is an orphan, and none is pruned.
@@ -131,7 +133,7 @@ def test_destroy_and_undefine_are_undone_by_events(host: Host, manifests: Path, 
 
     virsh(host.uri, "destroy", vm)
     again = wait_until(lambda: _running(host, vm), what=f"{vm} started again")
-    assert again.id != first.id
+    assert again is not None and first is not None and again.id != first.id
     service.wait_log(rf"{vm}: converged \(start\) after libvirt event '\w+'")
 
     virsh(host.uri, "undefine", vm)  # leaves it running as a transient domain
@@ -154,13 +156,36 @@ def test_invalid_edit_leaves_the_vm_alone_until_fixed(host: Host, manifests: Pat
     # invalid edit, so by the time it runs the invalid edit has been read and acted on.
     (manifests / "other.yaml").write_text(vm_manifest(other))
     wait_until(lambda: _running(host, other), what=f"{other} running")
-    service.wait_log(rf"{vm}: its manifest is invalid; leaving the domain as it is")
+    service.wait_log(rf"{vm}: left as it is: its manifest vm\.yaml is invalid")
     assert _domain(host, vm) == before  # neither pruned, nor restarted, nor redefined
     assert service.proc.poll() is None
 
     (manifests / "vm.yaml").write_text(vm_manifest(vm, memory="80MiB"))
     wait_until(lambda: _running(host, vm, memory_mib=80), what=f"{vm} with 80 MiB")
     service.wait_log(r"manifest vm\.yaml is no longer invalid")
+    assert service.stop() == 0
+
+
+def test_a_manifest_that_does_not_parse_is_not_an_orphan(
+        host: Host, manifests: Path, prefix: str, start_service: ServiceFactory) -> None:
+    """The name cannot be read from a file that is not YAML: the ownership mark says
+    which file the domain came from, so it is left as it is, never pruned."""
+    vm = f"{prefix}vm"
+    (manifests / "vm.yaml").write_text(vm_manifest(vm))
+    (manifests / "keep.yaml").write_text(vm_manifest(f"{prefix}keep", state="stopped"))
+    service = start_service("--prune", "--resync", "3600")
+    service.wait_ready()
+    before = wait_until(lambda: _running(host, vm), what=f"{vm} running")
+
+    (manifests / "vm.yaml").write_text("apiVersion: reconcile/v1\nkind: [\n")
+    service.wait_log(r"invalid manifest vm\.yaml\[0\]: not valid YAML")
+    service.signal(signal.SIGHUP)  # a full resync looks at every managed domain again
+    service.wait_log(rf"{vm}: left as it is: its manifest vm\.yaml is invalid")
+    service.notify.wait_for(lambda m: "1 failed" in m.get("STATUS", ""),
+                            what="STATUS counting the VM of the invalid manifest as failed")
+    assert _domain(host, vm) == before
+    assert not [line for line in service.lines if f"{vm}: orphan" in line or
+                f"{vm}: pruned" in line], service.log
     assert service.stop() == 0
 
 

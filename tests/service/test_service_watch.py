@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,7 +35,8 @@ from controller.watch import (
     touched_paths,
 )
 
-from .support import vm_manifest, wait_until, write_atomically
+from ..waiting import wait_until
+from .support import vm_manifest, write_atomically
 
 # --- which paths matter ---------------------------------------------------------------------
 
@@ -146,7 +147,7 @@ def test_debouncer_survives_a_failing_callback() -> None:
     assert calls == [{"a"}, {"b"}]
 
 
-# --- which names a reload yields --------------------------------------------------------------------
+# --- which names a reload yields ----------------------------------------------------------
 
 def _load(*specs: VMSpec, invalid: tuple[str, ...] = ()) -> LoadResult:
     load = LoadResult(directory="/m", specs={spec.name: spec for spec in specs})
@@ -221,7 +222,7 @@ def test_manifest_set_never_prune_safe_without_the_folder(tmp_path: Path) -> Non
     assert names == set()
 
 
-# --- the real observer -------------------------------------------------------------------------------
+# --- the real observer ---------------------------------------------------------------------
 
 class Recorder:
     """Collects the batches a ManifestWatcher delivers, with the reload each one caused."""
@@ -251,7 +252,7 @@ class Recorder:
 
 
 @pytest.fixture
-def watched(tmp_path: Path) -> Callable[[Path], Recorder]:
+def watched(tmp_path: Path) -> Iterator[Callable[[Path], Recorder]]:
     watchers: list[ManifestWatcher] = []
 
     def watch(folder: Path) -> Recorder:
@@ -261,7 +262,7 @@ def watched(tmp_path: Path) -> Callable[[Path], Recorder]:
         watchers.append(watcher)
         return recorder
 
-    yield watch  # type: ignore[misc]
+    yield watch
     for watcher in watchers:
         watcher.stop()
 

@@ -829,7 +829,8 @@ def test_one_disk_in_two_vms_through_a_symlink(manifest_dir: Path, images: Path)
 
 
 @pytest.mark.parametrize("bad", ["\x01", "\n", "\t", "\x7f", "\ufffe"])
-def test_sources_with_characters_xml_cannot_hold(manifest_dir: Path, images: Path, bad: str) -> None:
+def test_sources_with_characters_xml_cannot_hold(manifest_dir: Path, images: Path,
+                                                 bad: str) -> None:
     write(manifest_dir, "vm.yaml", _disk_vm("vm", f"{images}/a{bad}b.qcow2"))
     result = load(manifest_dir, images)
     invalid = only_invalid(result)

@@ -35,8 +35,8 @@ def test_the_fast_path_never_accepts_what_the_reference_refuses(document: Any) -
 
 
 def test_floats_always_go_to_the_reference() -> None:
-    document = {"apiVersion": "reconcile/v1", "kind": "VirtualMachine",
-                "metadata": {"name": "a"}, "spec": {"memory": 64, "vcpus": 2.0}}
+    document: dict[str, Any] = {"apiVersion": "reconcile/v1", "kind": "VirtualMachine",
+                                "metadata": {"name": "a"}, "spec": {"memory": 64, "vcpus": 2.0}}
     assert not _fast_valid(document)
     assert not _validator().is_valid(document)
 
