@@ -12,7 +12,7 @@ PYTHON=${PYTHON:-python3}
 
 packages=(libvirt-dev pkg-config gcc)
 if [ "$MODE" = test ]; then
-    packages+=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base iproute2 util-linux tini)
+    packages+=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base iproute2 util-linux tini genisoimage)
 fi
 
 missing=()
