@@ -1,2 +1,2 @@
-"""What the test suites share: assembling a run over hypervisors a test holds (rig.py),
-waiting on conditions, and (for the end-to-end suites) real guests and servers."""
+"""What the test suites share: a run assembled over hypervisors a test holds (rig.py), real
+servers (httpserver.py) and real guests (guest.py); no mocks of what can run."""
