@@ -11,6 +11,7 @@ run: bootstrap-run
 
 test: bootstrap-test
 	scripts/libvirtd-up.sh
+	scripts/guest-image.sh
 	$(PY) -m pytest -q
 
 # Unit and test:///default integration tests only: no daemon needed.

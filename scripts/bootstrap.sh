@@ -2,6 +2,7 @@
 # Install what reconcile needs on a Debian host, idempotently:
 #   scripts/bootstrap.sh run    libvirt's client library and headers, then the venv
 #   scripts/bootstrap.sh test   also libvirtd and QEMU for the end-to-end tests, and dev tools
+#                               (OVMF, swtpm and cloud-image-utils for the real-guest tests)
 # apt packages are installed only when missing, and only as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,11 @@ PYTHON=${PYTHON:-python3}
 
 packages=(libvirt-dev pkg-config gcc)
 if [ "$MODE" = test ]; then
-    packages+=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base iproute2 util-linux tini genisoimage)
+    packages+=(libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base iproute2 util-linux tini)
+    # tests of the NoCloud seed read it back with isoinfo
+    packages+=(genisoimage)
+    # real guests (tests/e2e/test_guest_image.py): UEFI firmware, a software TPM, seed ISOs
+    packages+=(ovmf swtpm swtpm-tools cloud-image-utils)
 fi
 
 missing=()
