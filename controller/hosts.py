@@ -213,7 +213,8 @@ class Hosts:
              locks: VMLocks | None, placed: Mapping[str, list[str]]) -> None:
         """Connect (in parallel, within the deadline) and list the hosts `names` that are
         not listed yet in this pass; record each complete listing in the inventory.
-        `named`: the names the manifests define (valid or not): not read in the listing.
+        `named`: the names the valid manifests define: not read in the listing (the
+        domains of the others are, to tell those left as they are from orphans).
         `placed`: per host, the VMs placed there, whose locks are probed."""
         hosts = [self.by_name[name] for name in names if self.by_name[name].listed is None]
         if not hosts:

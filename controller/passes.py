@@ -40,7 +40,7 @@ def run_pass(reconciler: Reconciler, load: LoadResult, *, workers: int,
     hosts.forget_listings()
     own = hosts.scope(load, only_host)
     specs = [spec for _, spec in sorted(load.specs.items()) if hosts.host_of(spec) in own]
-    named = frozenset(load.specs) | frozenset(load.invalid_names)
+    named = frozenset(load.specs)
     placed: dict[str, list[str]] = {}
     for spec in specs:
         placed.setdefault(hosts.host_of(spec), []).append(spec.name)

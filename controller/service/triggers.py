@@ -77,7 +77,7 @@ class Triggers:
         `hosts`; return the names queued (None when no host could be listed)."""
         started = time.monotonic()
         self.note_invalid(load)
-        named = frozenset(load.specs) | frozenset(load.invalid_names)
+        named = frozenset(load.specs)
         unnamed: set[str] = set()
         listed = False
         for host, listing in self._list(hosts, named):

@@ -502,3 +502,16 @@ def test_any_built_domain_is_converged(desired: VMSpec, with_base: bool) -> None
     base = SAVED_REAL.read_text(encoding="utf-8") if with_base else None
     result = plan(desired, _observe_built(desired, base), machines=MACHINES)
     assert result == Plan()
+
+
+def test_a_mark_without_the_manifest_file_gets_it() -> None:
+    """The mark records the manifest file (an unreadable manifest is not a missing one):
+    an older mark without it, or naming another file, is redefined, nothing else."""
+    older = xml().replace(' source="vm.yaml"', "")
+    moved = xml().replace(' source="vm.yaml"', ' source="old/vm.yaml"')
+    for saved, was in ((older, "(none)"), (moved, "old/vm.yaml")):
+        result = plan(spec(), on(saved))
+        assert [(step.action.value, step.reason) for step in result.steps] == [
+            ("define", f"ownership mark: manifest {was} → vm.yaml")]
+        built = parse_domain(result.steps[0].xml or "")
+        assert (built.source, built.memory_kib, built.uuid) == ("vm.yaml", 65536, UUID)
