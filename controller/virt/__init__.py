@@ -1,0 +1,1 @@
+"""The libvirt edge: the only package that imports libvirt."""
