@@ -788,6 +788,7 @@ def upload_volume(conn: libvirt.virConnect, *, pool: str, name: str, path: str,
             if check is Check.SENT and expected is not None and sent != expected:
                 raise ChecksumMismatch(f"{path} has sha256 {sent}, expected {expected}; "
                                        f"{where} is not kept")
+            _refresh_after_stream(handle, where)
             digest = sent
             if check is Check.STORED:
                 digest = _download_to(conn, vol, where, sparse=True,
@@ -803,6 +804,14 @@ def upload_volume(conn: libvirt.virConnect, *, pool: str, name: str, path: str,
             done()
     return Ensured(volume=_volume_info(handle, vol, partial=False), created=True,
                    sha256=digest)
+
+
+def _refresh_after_stream(pool: Any, where: str) -> None:
+    """Refresh the pool, so that the volume's format and capacity are read from what was
+    uploaded. libvirt refreshes the pool itself after an upload stream, but in a thread of
+    its own: read at once, the volume was seen still as raw of the file's size."""
+    with _translate(f"cannot refresh the pool of {where}"):
+        pool.refresh(0)
 
 
 def _upload(conn: libvirt.virConnect, vol: Any, fd: int, size: int, *, where: str,
@@ -887,6 +896,7 @@ def transfer_volume(*, source: libvirt.virConnect, source_pool: str, name: str,
         digest = _pipe(source, source_vol, target, vol, size, sparse=sparse,
                        hashing=check is not Check.NONE,
                        what=f"cannot copy volume {name!r} from pool {source_pool!r} to {where}")
+        _refresh_after_stream(handle, where)
         if check is Check.STORED:
             read, _ = _download_to(target, vol, where, sparse=True,
                                    data=lambda _chunk: None, hole=lambda _n: None)
