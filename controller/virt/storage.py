@@ -51,6 +51,7 @@ from .storage_errors import (
     PoolNotFound,
     PoolUnusable,
     ShrinkRefused,
+    UnsafeImage,
     VolumeConflict,
     VolumeNotFound,
 )
@@ -799,7 +800,7 @@ def upload_volume(conn: libvirt.virConnect, *, pool: str, name: str, path: str,
                                            f"expected {wanted}; not kept")
             info = _volume_info(handle, vol, partial=True)
             if info.backing is not None:
-                raise VolumeConflict(f"{path} names a backing file of its own "
+                raise UnsafeImage(f"{path} names a backing file of its own "
                                      f"({info.backing.path}); not imported")
             done()
     return Ensured(volume=_volume_info(handle, vol, partial=False), created=True,

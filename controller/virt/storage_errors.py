@@ -12,7 +12,8 @@
                ├── ShrinkRefused    a smaller capacity than the volume (or its backing) has
                ├── VolumeConflict   a volume exists but is not the one wanted, or is in use
                ├── PartialVolume    an interrupted write: never attached, never used as a backing
-               └── ChecksumMismatch the content is not what was expected; both sums in the message
+               ├── ChecksumMismatch the content is not what was expected; both sums in the message
+               └── UnsafeImage      an uploaded qcow2 that names a backing file of its own
 
 Raised by `controller.virt.storage` only, which classifies every libvirt error once
 (storage codes first, then `controller.hypervisor.classify`).
@@ -67,3 +68,7 @@ class PartialVolume(StorageRefused):
 
 class ChecksumMismatch(StorageRefused):
     """The volume's content does not have the expected sha256."""
+
+
+class UnsafeImage(StorageRefused):
+    """An uploaded qcow2 names a backing file of its own (it could read any host file)."""

@@ -29,6 +29,7 @@ from controller.virt.storage_errors import (
     PartialVolume,
     PoolFull,
     ShrinkRefused,
+    UnsafeImage,
     VolumeConflict,
 )
 from controller.virt.storagexml import PARTIAL_SUFFIX, Backing
@@ -192,6 +193,16 @@ def test_a_wrong_checksum_keeps_nothing_and_a_rerun_imports(
     made = storage.upload_volume(conn, pool=pool, name="img", path=str(image),
                                  sha256=sha256(image))
     assert made.created
+
+
+def test_an_image_with_a_backing_file_of_its_own_is_refused(
+        conn: libvirt.virConnect, pool: str, tmp_path: Path) -> None:
+    evil = tmp_path / "evil.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", "/etc/hostname",
+                    "-F", "raw", str(evil), "16M"], check=True, timeout=60)
+    with pytest.raises(UnsafeImage, match="/etc/hostname"):
+        storage.upload_volume(conn, pool=pool, name="evil", path=str(evil))
+    assert volume_names(conn, pool) == []
 
 
 def test_overlay_and_copy_of_an_uploaded_image(conn: libvirt.virConnect, pools: PoolMaker,
