@@ -105,7 +105,8 @@ def _classify(exc: libvirt.libvirtError, what: str) -> HypervisorError:
         return VolumeNotFound(message, code=code, domain=exc.get_error_domain())
     if any(word in lowered for word in _FULL_WORDS):
         return PoolFull(message, code=code, domain=exc.get_error_domain())
-    if code == _code("VIR_ERR_STORAGE_VOL_EXIST") or "already in use" in lowered:
+    if (code == _code("VIR_ERR_STORAGE_VOL_EXIST") or "already in use" in lowered
+            or ("storage vol" in lowered and "already exists" in lowered)):
         return VolumeConflict(message, code=code, domain=exc.get_error_domain())
     return classify(exc, what)
 
@@ -491,15 +492,15 @@ def copy_volume(conn: libvirt.virConnect, *, pool: str, name: str, source_pool: 
     overlay is flattened), of `capacity` bytes (None: the source's; never smaller)."""
     check_volume_name(name)
     check_format(format)
-    source = require_complete(conn, pool=source_pool, name=source_name)
     capacity = None if capacity is None else whole_sectors(capacity)
+    handle = _active_pool(conn, pool)
+    existing = _existing(handle, name, format=format, capacity=capacity, backing=None)
+    if existing is not None:  # whatever became of the source since
+        return existing
+    source = require_complete(conn, pool=source_pool, name=source_name)
     if capacity is not None and capacity < source.capacity:
         raise ShrinkRefused(f"volume {name!r}: capacity {capacity} bytes is smaller than "
                             f"its source {source_name!r} ({source.capacity} bytes)")
-    handle = _active_pool(conn, pool)
-    existing = _existing(handle, name, format=format, capacity=capacity, backing=None)
-    if existing is not None:
-        return existing
     wanted = capacity or source.capacity
     source_handle = _active_pool(conn, source_pool)
     with _translate(f"cannot find volume {source_name!r} in pool {source_pool!r}"):
@@ -875,16 +876,19 @@ def transfer_volume(*, source: libvirt.virConnect, source_pool: str, name: str,
                     mode: int | None = None) -> Ensured:
     """Copy a complete volume from one host to another (a cold move): a download stream
     on `source` piped into an upload stream on `target`, the bytes hashed on the way
-    (Check.SENT), and with Check.STORED also the target read back and compared. The target volume is raw of the
-    source's file size and byte-identical to it; the partial rule applies on the target.
-    An existing complete target volume is returned as it is."""
+    (Check.SENT), and with Check.STORED also the target read back and compared. The
+    target volume is byte-identical to the source's file (an overlay keeps naming its
+    backing file's path: that image must be at the same path on the target); the partial
+    rule applies on the target. An existing complete target volume is returned as it is
+    (created=False, no notes)."""
     check_volume_name(name)
-    info = require_complete(source, pool=source_pool, name=name)
     handle = _active_pool(target, target_pool)
-    existing = _existing(handle, name, format=info.format or "raw", capacity=None,
-                         backing=info.backing)
-    if existing is not None:
-        return existing
+    there = _lookup_volume(handle, name)
+    if there is not None:
+        done_before = _volume_info(handle, there)
+        if not done_before.partial:
+            return Ensured(volume=done_before, created=False)
+    info = require_complete(source, pool=source_pool, name=name)
     source_handle = _active_pool(source, source_pool)
     with _translate(f"cannot find volume {name!r} in pool {source_pool!r}"):
         source_vol = source_handle.storageVolLookupByName(name)
