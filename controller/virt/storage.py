@@ -8,7 +8,8 @@ the local one does. Only the files reconcile itself reads or writes on the machi
 that runs it (an image to upload, a download's destination) are local.
 
 Every libvirt error is classified once, in `_translate`: the storage codes into
-`storage_errors`, the rest by `controller.hypervisor.classify`.
+`storage_errors`, the rest by `controller.hypervisor.classify`. The byte plumbing of
+streams is in `streams.py`, the XML in `storagexml.py` (pure).
 
 The partial rule. libvirt cannot rename a volume, so a volume cannot be written
 under a temporary name and published. Instead every volume this module writes
@@ -29,11 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import hashlib
 import logging
 import os
-import queue
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +41,7 @@ import libvirt
 from controller.errors import HypervisorError
 from controller.hypervisor import classify
 
+from . import streams
 from .storage_errors import (
     ChecksumMismatch,
     InvalidRequest,
@@ -78,11 +77,6 @@ log = logging.getLogger(__name__)
 #: Where virt-install (and so reconcile) makes the `default` pool on qemu:///system.
 DEFAULT_POOL = "default"
 DEFAULT_POOL_PATH = "/var/lib/libvirt/images"
-
-#: Bytes per stream message: libvirt's own maximum payload (256 KiB less the header).
-CHUNK = 262120
-
-_ZEROS = bytes(1 << 20)
 
 
 def _code(name: str) -> int:
@@ -582,127 +576,6 @@ def delete_volume(conn: libvirt.virConnect, *, pool: str, name: str) -> bool:
 
 # --- streams --------------------------------------------------------------------------
 
-def _data_sections(fd: int, size: int) -> Iterator[tuple[bool, int, int]]:
-    """(is_data, offset, length) of a local file, from SEEK_DATA/SEEK_HOLE."""
-    offset = 0
-    while offset < size:
-        try:
-            data = os.lseek(fd, offset, os.SEEK_DATA)
-        except OSError:  # ENXIO: only a hole is left
-            data = size
-        if data > offset:
-            yield False, offset, data - offset
-            offset = data
-            continue
-        hole = os.lseek(fd, offset, os.SEEK_HOLE)
-        yield True, offset, hole - offset
-        offset = hole
-
-
-class _Hasher:
-    """sha256 in a thread of its own, so hashing overlaps the stream's sends/receives
-    (hashlib and libvirt's stream calls both release the GIL)."""
-
-    def __init__(self) -> None:
-        self._hash = hashlib.sha256()
-        self._queue: queue.Queue[bytes | int | None] = queue.Queue(maxsize=64)
-        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if isinstance(item, int):  # a hole of that many zero bytes
-                while item > 0:
-                    step = min(item, len(_ZEROS))
-                    self._hash.update(_ZEROS[:step] if step < len(_ZEROS) else _ZEROS)
-                    item -= step
-            else:
-                self._hash.update(item)
-
-    def data(self, chunk: bytes) -> None:
-        self._queue.put(chunk)
-
-    def hole(self, length: int) -> None:
-        self._queue.put(length)
-
-    def hexdigest(self) -> str:
-        self._queue.put(None)
-        self._thread.join()
-        return self._hash.hexdigest()
-
-    def stop(self) -> None:
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(None)
-
-
-class _NoHasher(_Hasher):
-    """A hasher that hashes nothing (Check.NONE)."""
-
-    def __init__(self) -> None:
-        pass
-
-    def data(self, chunk: bytes) -> None:
-        pass
-
-    def hole(self, length: int) -> None:
-        pass
-
-    def hexdigest(self) -> str:
-        return ""
-
-    def stop(self) -> None:
-        pass
-
-
-def _send_file(stream: Any, fd: int, size: int, *, sparse: bool, hasher: _Hasher) -> None:
-    """Send `size` bytes of `fd` on `stream` (holes as holes when `sparse`)."""
-    sections = _data_sections(fd, size) if sparse else iter([(True, 0, size)])
-    for is_data, offset, length in sections:
-        if not is_data:
-            stream.sendHole(length, 0)
-            hasher.hole(length)
-            continue
-        os.lseek(fd, offset, os.SEEK_SET)
-        left = length
-        while left > 0:
-            chunk = os.read(fd, min(CHUNK, left))
-            if not chunk:
-                raise OSError(f"the file ended {left} bytes early (was it changed?)")
-            hasher.data(chunk)
-            sent = 0
-            while sent < len(chunk):  # a blocking stream sends all, but be exact
-                count = stream.send(chunk[sent:] if sent else chunk)
-                if count < 0:
-                    raise OSError("the stream would block")
-                sent += count
-            left -= len(chunk)
-
-
-def _receive(stream: Any, *, sparse: bool, hasher: _Hasher,
-             data: Callable[[bytes], None], hole: Callable[[int], None]) -> int:
-    """Receive a whole stream; returns the byte count (holes included)."""
-    total = 0
-    flags = libvirt.VIR_STREAM_RECV_STOP_AT_HOLE if sparse else 0
-    while True:
-        got = stream.recvFlags(CHUNK, flags) if sparse else stream.recv(CHUNK)
-        if got == -3:
-            length = int(stream.recvHole(0))
-            hasher.hole(length)
-            hole(length)
-            total += length
-            continue
-        if isinstance(got, int):
-            raise OSError(f"stream receive returned {got}")
-        if not got:
-            return total
-        hasher.data(got)
-        data(got)
-        total += len(got)
-
-
 def _finish(stream: Any, what: str) -> None:
     with _translate(what):
         stream.finish()
@@ -725,14 +598,14 @@ def volume_sha256(conn: libvirt.virConnect, *, pool: str, name: str,
 
 def _download_to(conn: libvirt.virConnect, vol: Any, where: str, *, sparse: bool,
                  data: Callable[[bytes], None], hole: Callable[[int], None]) -> tuple[str, int]:
-    hasher = _Hasher()
+    hasher = streams.Hasher()
     with _translate(f"cannot download {where}"):
         stream = conn.newStream(0)
     try:
         with _translate(f"cannot download {where}"):
             vol.download(stream, 0, 0,
                          libvirt.VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM if sparse else 0)
-            total = _receive(stream, sparse=sparse, hasher=hasher, data=data, hole=hole)
+            total = streams.receive(stream, sparse=sparse, hasher=hasher, data=data, hole=hole)
         _finish(stream, f"cannot download {where}")
     except BaseException:
         hasher.stop()
@@ -742,9 +615,9 @@ def _download_to(conn: libvirt.virConnect, vol: Any, where: str, *, sparse: bool
 
 
 class Check(enum.Enum):
-    """How much of a streamed write is hashed (sha256). Measured on a 1 GiB qcow2 on this
-    project's 2-core machines (docs/STORAGE-FACTS.md): NONE runs at `virsh vol-upload`'s
-    speed, SENT costs about a third more, STORED about twice the time."""
+    """How much of a streamed write is hashed (sha256). Measured with a 1 GiB qcow2 on this
+    project's loaded 2-core machines (docs/STORAGE-FACTS.md), as multiples of `virsh
+    vol-upload`'s time: NONE 1.1-1.17x, SENT 1.1-1.4x, STORED 2.7-3.5x."""
 
     NONE = "none"  # nothing: the caller vouches for the local file (it hashed it itself)
     SENT = "sent"  # the bytes, as they are read and sent
@@ -818,14 +691,14 @@ def _refresh_after_stream(pool: Any, where: str) -> None:
 
 def _upload(conn: libvirt.virConnect, vol: Any, fd: int, size: int, *, where: str,
             sparse: bool, hashing: bool) -> str | None:
-    hasher = _Hasher() if hashing else _NoHasher()
+    hasher = streams.Hasher() if hashing else streams.NoHasher()
     with _translate(f"cannot upload to {where}"):
         stream = conn.newStream(0)
     try:
         with _translate(f"cannot upload to {where}"):
             vol.upload(stream, 0, size,
                        libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM if sparse else 0)
-            _send_file(stream, fd, size, sparse=sparse, hasher=hasher)
+            streams.send_file(stream, fd, size, sparse=sparse, hasher=hasher)
         _finish(stream, f"cannot upload to {where}")
     except BaseException:
         hasher.stop()
@@ -922,7 +795,7 @@ def _physical(vol: Any) -> int:
 def _pipe(source: libvirt.virConnect, source_vol: Any, target: libvirt.virConnect,
           target_vol: Any, size: int, *, sparse: bool, hashing: bool,
           what: str) -> str | None:
-    hasher = _Hasher() if hashing else _NoHasher()
+    hasher = streams.Hasher() if hashing else streams.NoHasher()
     with _translate(what):
         down = source.newStream(0)
         up = target.newStream(0)
@@ -941,7 +814,7 @@ def _pipe(source: libvirt.virConnect, source_vol: Any, target: libvirt.virConnec
             def hole(length: int) -> None:
                 up.sendHole(length, 0)
 
-            total = _receive(down, sparse=sparse, hasher=hasher, data=data, hole=hole)
+            total = streams.receive(down, sparse=sparse, hasher=hasher, data=data, hole=hole)
             if total != size:
                 raise OSError(f"the source delivered {total} bytes, expected {size}")
         _finish(down, what)

@@ -252,10 +252,10 @@ def test_transfer_between_connections(conn: libvirt.virConnect, pools: PoolMaker
 _HALF_UPLOADER = r"""
 import pathlib, sys, time
 import libvirt
-from controller.virt import storage
+from controller.virt import storage, streams
 
 pool, name, path, flag = sys.argv[1:5]
-real_send = storage._send_file
+real_send = streams.send_file
 
 def send_half(stream, fd, size, *, sparse, hasher):
     # the library's own send, of the first half only; then this client is killed
@@ -263,7 +263,7 @@ def send_half(stream, fd, size, *, sparse, hasher):
     pathlib.Path(flag).touch()
     time.sleep(600)
 
-storage._send_file = send_half
+streams.send_file = send_half
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 storage.upload_volume(libvirt.open("qemu:///system"), pool=pool, name=name, path=path)
 """
