@@ -617,7 +617,7 @@ def _download_to(conn: libvirt.virConnect, vol: Any, where: str, *, sparse: bool
 class Check(enum.Enum):
     """How much of a streamed write is hashed (sha256). Measured with a 1 GiB qcow2 on this
     project's loaded 2-core machines (docs/STORAGE-FACTS.md), as multiples of `virsh
-    vol-upload`'s time: NONE 1.1-1.17x, SENT 1.1-1.4x, STORED 2.7-3.5x."""
+    vol-upload`'s time: NONE 0.93-1.17x, SENT 1.03-1.41x, STORED 2.15-3.54x."""
 
     NONE = "none"  # nothing: the caller vouches for the local file (it hashed it itself)
     SENT = "sent"  # the bytes, as they are read and sent
