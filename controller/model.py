@@ -43,6 +43,9 @@ class Power(enum.Enum):
 class Action(enum.Enum):
     """Plan steps, in the only order they may run."""
 
+    IMPORT_IMAGE = "import-image"  # an Image's own plan, before any VM's
+    CREATE_VOLUME = "create-volume"
+    GROW_VOLUME = "grow-volume"
     SET_MEMORY = "set-memory"
     MIGRATE = "migrate"  # a live move to another host; only in a move plan
     SHUTDOWN = "shutdown"
@@ -51,6 +54,7 @@ class Action(enum.Enum):
     DEFINE = "define"
     AUTOSTART = "autostart"
     START = "start"
+    DELETE_VOLUME = "delete-volume"  # state: absent, onRemove: delete, after the undefine
 
 
 class Result(enum.Enum):
@@ -68,11 +72,33 @@ class Result(enum.Enum):
 
 @dataclass(frozen=True)
 class Disk:
+    """A disk: a file (`source`) or a volume (`volume` in `pool`; `source` is "").
+
+    `image`, `copy`, `size` and `on_remove` say how reconcile creates and removes a
+    volume: the domain XML knows nothing of them."""
+
     source: str
     target: str
     format: str = "qcow2"
     bus: str = "virtio"
     readonly: bool = False
+    volume: str | None = None
+    pool: str | None = None
+    image: str | None = None
+    copy: bool = False
+    size: int | None = None  # bytes
+    on_remove: str = "keep"
+
+    @property
+    def attached(self) -> tuple[str, str, str, str, bool, str | None, str | None]:
+        """What the domain XML says of the disk: the part a define changes."""
+        return (self.target, self.source, self.format, self.bus, self.readonly, self.volume,
+                self.pool)
+
+    @property
+    def where(self) -> str:
+        """'pool/volume' or the file, as messages name a disk."""
+        return f"{self.pool}/{self.volume}" if self.volume else self.source
 
 
 @dataclass(frozen=True)
@@ -87,6 +113,23 @@ class Interface:
     @property
     def attachment(self) -> str:
         return f"network {self.network}" if self.network is not None else f"bridge {self.bridge}"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One valid Image manifest document: a base disk VM volumes start from."""
+
+    name: str
+    source: str  # manifest file, relative to the manifest directory
+    url: str
+    sha256: str  # lower case
+    format: str = "qcow2"
+    pool: str = "default"
+
+    @property
+    def volume(self) -> str:
+        """Its volume's name on every host: derived from the name and the content."""
+        return f"{self.name}.sha256-{self.sha256[:12]}.{self.format}"
 
 
 @dataclass(frozen=True)
@@ -133,6 +176,8 @@ class DomainConfig:
     active: bool = False  # the XML is a running domain's live definition (it has an id)
     owner: str | None = None  # the host named by the ownership mark, if any
     source: str | None = None  # the manifest file named by the ownership mark, if any
+    #: the volumes reconcile created for this domain (pool, name), kept in its mark
+    created_volumes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -182,9 +227,26 @@ class Step:
     autostart: bool | None = None  # autostart
     host: str | None = None  # in a move: the host the step runs on ("": the -c connection)
     to_host: str | None = None  # migrate: the destination host
+    volume: VolumeWant | None = None  # create-volume, grow-volume, delete-volume
+    image: ImageSpec | None = None  # import-image
 
     def to_json(self) -> dict[str, str]:
         return {"action": self.action.value, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class VolumeWant:
+    """A volume as a step wants it: where, how big (bytes; None: the backing's), and what
+    it starts from (nothing, an overlay on `backing`, or a copy of `copy_of`)."""
+
+    pool: str
+    name: str
+    format: str = "qcow2"
+    capacity: int | None = None
+    backing: Backing | None = None
+    copy_of: tuple[str, str] | None = None  # (pool, volume)
+    target: str | None = None  # the disk's target, to grow it live
+    live: bool = False  # grow-volume: through the running domain
 
 
 @dataclass(frozen=True)
@@ -247,3 +309,58 @@ class Outcome:
         if self.multi_host:
             data["host"] = self.host
         return data
+
+
+# --- storage: what libvirt reports of pools and volumes (values) ------------------------
+
+#: Pool types whose volumes are the same storage on every host that defines the pool (with
+#: the same source): a cold move need not copy them. Everything else (dir, fs, logical,
+#: disk, zfs, ...) is local to one host.
+SHARED_POOL_TYPES = frozenset({"netfs", "gluster", "rbd", "sheepdog", "iscsi",
+                               "iscsi-direct", "vstorage"})
+
+
+@dataclass(frozen=True)
+class Backing:
+    """The file a qcow2 overlay reads what it has not written itself."""
+
+    path: str
+    format: str
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    """A storage pool as libvirt reports it. Sizes in bytes (0 when the pool is inactive)."""
+
+    name: str
+    type: str
+    path: str | None  # the target path (dir, fs, netfs, logical); None where there is none
+    source: str | None  # "host:/dir", a device or a source name; None for a dir pool
+    active: bool
+    autostart: bool
+    persistent: bool
+    capacity: int
+    allocation: int
+    available: int
+
+    @property
+    def shared(self) -> bool:
+        """Its volumes are the same storage on other hosts with the same pool: a cold move
+        does not copy them (compare `source` between hosts before relying on it)."""
+        return self.type in SHARED_POOL_TYPES
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """A storage volume as libvirt reports it. Sizes in bytes."""
+
+    name: str
+    pool: str
+    path: str
+    key: str
+    capacity: int  # what the guest sees
+    allocation: int  # what the host has spent on it
+    format: str | None
+    backing: Backing | None
+    mode: int | None  # file permissions, where the pool has them
+    partial: bool  # an interrupted write: never attach it, never use it as a backing

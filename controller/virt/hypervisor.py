@@ -1,7 +1,7 @@
 """`Hypervisor`: one libvirt host as the layers above see it.
 
-Its connection (`connection`), what can be read (`domains`) and what steps can
-do (`steps`). Made by the host layer (`controller.hosts`), one per host.
+Its connection (`connection`), what can be read of its domains (`domains`), what
+steps can do to them (`steps`), and its pools and volumes (`storage`). Made by the host layer (`controller.hosts`), one per host.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from .connection import Connection
 from .domains import Domains
 from .events import ConnectionCallback, DomainEventCallback, WatchedConnection
 from .steps import DomainSteps
+from .storage import Storage
 
 
 class Hypervisor:
@@ -21,6 +22,7 @@ class Hypervisor:
         self.connection = connection
         self.domains = Domains(connection)
         self.steps = DomainSteps(connection)
+        self.storage = Storage(connection)
 
     @classmethod
     def open(cls, uri: str | None, *, readonly: bool = False, connections: int = 1,
