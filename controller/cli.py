@@ -161,6 +161,9 @@ def _export_parser() -> argparse.ArgumentParser:
     parser.add_argument("--all", action="store_true", help="every domain on the host")
     parser.add_argument("--unmanaged", action="store_true",
                         help="with --all: only domains reconcile does not manage yet")
+    parser.add_argument("--disk-root", metavar="DIR", action="append", dest="disk_roots",
+                        help="a folder disk sources must resolve into, as for validate; "
+                             f"repeatable (default: {', '.join(DEFAULT_DISK_ROOTS)})")
     _add_connect_option(parser)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more")
     return parser
@@ -449,9 +452,11 @@ def cmd_export(args: argparse.Namespace) -> int:
                 failed = True
                 continue
             try:
-                document, warnings = to_manifest(observed)
+                document, warnings = to_manifest(
+                    observed, disk_roots=args.disk_roots or list(DEFAULT_DISK_ROOTS))
             except NotExportable as error:
-                sys.stderr.write(f"reconcile: error: {error}\n")
+                for line in str(error).splitlines():
+                    sys.stderr.write(f"reconcile: error: {line}\n")
                 failed = True
                 continue
             for warning in warnings:

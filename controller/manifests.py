@@ -9,6 +9,7 @@ others from being reconciled. A name seen in an invalid document is kept in
 
 from __future__ import annotations
 
+import copy
 import errno
 import json
 import os
@@ -570,8 +571,14 @@ def _schema_reason(error: jsonschema.ValidationError) -> str:
                 "or e.g. '512MiB', '2GiB')")
     elif error.validator == "oneOf" and "interfaces" in error.path:
         return "an interface needs exactly one of network: or bridge:"
+    elif error.validator in ("maxItems", "minItems") and isinstance(error.instance, list):
+        bound = "at most" if error.validator == "maxItems" else "at least"
+        return f"{len(error.instance)} items; {bound} {error.validator_value} allowed"
     else:
         message = error.message
+        if len(message) > 300:  # jsonschema quotes the whole value first ("[...] is too
+            # long"): quote it short, so that the reason at the end is not cut off
+            message = message.replace(repr(error.instance), _shown(error.instance), 1)
     return message if len(message) <= 300 else message[:297] + "..."
 
 
@@ -632,6 +639,18 @@ def _cross_check(
         specs.append(spec)
     for spec in specs:
         result.specs[spec.name] = spec
+
+
+def check_document(document: dict[str, Any], *,
+                   disk_roots: Sequence[str] = DEFAULT_DISK_ROOTS) -> list[Invalid]:
+    """Why one VirtualMachine document on its own is invalid (schema and field checks,
+    with `disk_roots`), as `validate` says it; [] when it is valid. Used by `export`, so
+    that it never writes a manifest that `validate` rejects."""
+    result = LoadResult(directory="")
+    document = copy.deepcopy(document)  # the fast validator fills in defaults in place
+    if _check_document(document, "-", 0, result):
+        _cross_check([("-", 0, document)], result, disk_roots)
+    return result.invalid
 
 
 class _FieldError(Exception):
@@ -696,7 +715,7 @@ def _memory(spec: dict[str, Any], key: str) -> int:
     return kib
 
 
-_BUS_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd"}
+_BUS_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd", "ide": "hd"}
 
 
 def _disks(items: list[dict[str, Any]], roots: list[str]) -> tuple[Disk, ...]:
@@ -709,9 +728,9 @@ def _disks(items: list[dict[str, Any]], roots: list[str]) -> tuple[Disk, ...]:
         if any(disk.source == source for disk in disks):
             raise _FieldError(f"{path}.source", f"{item['source']} is listed twice")
         bus = item.get("bus", "virtio")
-        if bus == "sata" and item.get("readonly"):
-            raise _FieldError(f"{path}.readonly", "QEMU has no read-only SATA disks; "
-                                                  "use bus: virtio or scsi")
+        if bus in ("sata", "ide") and item.get("readonly"):
+            raise _FieldError(f"{path}.readonly", f"QEMU has no read-only {bus.upper()} "
+                                                  "disks; use bus: virtio or scsi")
         target = item.get("target")
         if target is None:
             prefix = _BUS_PREFIX[bus]

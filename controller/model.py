@@ -132,6 +132,8 @@ class DomainConfig:
     managed: bool
     active: bool = False  # the XML is a running domain's live definition (it has an id)
     owner: str | None = None  # the host named by the ownership mark, if any
+    #: devices a manifest cannot describe, kept as they are: "disk vdb: a block disk (/dev/x)"
+    kept: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
