@@ -81,12 +81,12 @@ def test_what_validate_would_refuse_is_one_line_per_field() -> None:
     lines = str(raised.value).splitlines()
     assert lines == [
         "domain 'fid': spec.memory: '9007199254740991KiB' is larger than 1 PiB",
-        "domain 'fid': spec.disks[0].source: /srv/vm/a.img is outside the allowed disk roots "
-        f"({IMAGES}); see --disk-root",
-        "domain 'fid': spec.disks[2].source: /srv/vm/c.img is outside the allowed disk roots "
-        f"({IMAGES}); see --disk-root",
-        "domain 'fid': spec.interfaces[0].network: 'has space' does not match "
-        "'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'",
+        ("domain 'fid': spec.disks[0].source: /srv/vm/a.img is outside the allowed disk roots "
+        f"({IMAGES}); see --disk-root"),
+        ("domain 'fid': spec.disks[2].source: /srv/vm/c.img is outside the allowed disk roots "
+        f"({IMAGES}); see --disk-root"),
+        ("domain 'fid': spec.interfaces[0].network: 'has space' does not match "
+        "'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'"),
     ]
 
 
