@@ -4,29 +4,48 @@ Called by `reconcile export`. The document carries what reconcile models
 (memory, vCPUs, type, arch, machine, disks, interfaces with their MACs,
 state, autostart, UUID) and `adopt: true` when the domain is not managed yet,
 so applying it only marks the domain as managed.
+
+Devices a manifest cannot describe (block, network and volume disks, shared
+images, partition targets, direct/user/vhost-user/hostdev interfaces, ...; see
+`domainxml`) are left out of the document with one warning each: adoption and
+every later redefinition keep them exactly as they are. The document is then
+checked as `validate` checks it, with the same disk roots; whatever would be
+rejected makes the export fail with one line per field, so an export is never a
+manifest that `validate` refuses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from .manifests import DEFAULT_DISK_ROOTS, check_document
 from .model import Observed, Power
 from .units import format_kib
 
 
 class NotExportable(Exception):
-    """The domain uses something a manifest cannot express."""
+    """The domain uses something a manifest cannot express: one line per reason."""
+
+    def __init__(self, name: str, reasons: Sequence[str]):
+        self.name = name
+        self.reasons = tuple(reasons)
+        super().__init__("\n".join(f"domain '{name}': {reason}" for reason in self.reasons))
 
 
-def to_manifest(observed: Observed) -> tuple[dict[str, Any], list[str]]:
-    """The manifest document for `observed`, and warnings about what it cannot carry."""
+def to_manifest(
+    observed: Observed, *, disk_roots: Sequence[str] = DEFAULT_DISK_ROOTS,
+) -> tuple[dict[str, Any], list[str]]:
+    """The manifest document for `observed`, and warnings about what it leaves out."""
     saved = observed.saved
+    name = observed.name
     if saved is None:
-        raise NotExportable(f"domain '{observed.name}' has no definition to export")
-    warnings: list[str] = []
+        raise NotExportable(name, ["it has no definition to export"])
     if saved.type not in ("kvm", "qemu"):
-        raise NotExportable(f"domain '{observed.name}' is of type '{saved.type}'; "
-                            "manifests describe kvm and qemu domains")
+        raise NotExportable(name, [(f"it is of type '{saved.type}'; manifests describe kvm "
+                                   "and qemu domains")])
+    warnings = [f"{name}: {note}: kept as it is, left out of the manifest"
+                for note in saved.kept]
     spec: dict[str, Any] = {
         "state": "running" if observed.power.active else "stopped",
         "memory": _size(saved.memory_kib),
@@ -41,53 +60,71 @@ def to_manifest(observed: Observed) -> tuple[dict[str, Any], list[str]]:
         spec["machine"] = saved.machine
     spec["autostart"] = observed.autostart
     if observed.power is Power.PAUSED:
-        warnings.append(f"{observed.name}: the domain is paused; the manifest says running")
+        warnings.append(f"{name}: the domain is paused; the manifest says running")
     if not observed.managed:
         spec["adopt"] = True
     disks = []
     for disk in saved.disks:
-        if not disk.source:
-            raise NotExportable(f"domain '{observed.name}': disk {disk.target} has no file "
-                                "source; a manifest cannot describe it")
-        if disk.format not in ("qcow2", "raw") or disk.bus not in ("virtio", "sata", "scsi"):
-            raise NotExportable(f"domain '{observed.name}': disk {disk.target} "
-                                f"({disk.format or '?'} on {disk.bus or '?'} bus) cannot be "
-                                "described by a manifest")
         entry: dict[str, Any] = {"source": disk.source, "format": disk.format,
-                                 "target": disk.target}
-        if disk.bus:
-            entry["bus"] = disk.bus
+                                 "target": disk.target, "bus": disk.bus}
         if disk.readonly:
             entry["readonly"] = True
         disks.append(entry)
-    if disks:
-        spec["disks"] = disks
     interfaces = []
-    for index, interface in enumerate(saved.interfaces):
-        entry = {}
+    for interface in saved.interfaces:
+        item: dict[str, Any] = {}
         if interface.network is not None:
-            entry["network"] = interface.network
-        elif interface.bridge is not None:
-            entry["bridge"] = interface.bridge
+            item["network"] = interface.network
         else:
-            raise NotExportable(f"domain '{observed.name}': interface {index} is neither on a "
-                                "network nor on a bridge; a manifest cannot describe it")
+            item["bridge"] = interface.bridge
         if interface.mac:
-            entry["mac"] = interface.mac
-        if not interface.model:
-            raise NotExportable(f"domain '{observed.name}': interface {index} has no model; "
-                                "set one (virsh edit) before exporting")
-        entry["model"] = interface.model
-        interfaces.append(entry)
-    if interfaces:
-        spec["interfaces"] = interfaces
-    document = {
+            item["mac"] = interface.mac
+        item["model"] = interface.model
+        interfaces.append(item)
+    metadata: dict[str, Any] = {"name": name}
+    if saved.uuid:
+        metadata["uuid"] = saved.uuid
+    document: dict[str, Any] = {
         "apiVersion": "reconcile/v1",
         "kind": "VirtualMachine",
-        "metadata": {"name": observed.name, "uuid": saved.uuid},
+        "metadata": metadata,
         "spec": spec,
     }
+    problems = _problems(document, disks, interfaces, disk_roots)
+    if problems:
+        raise NotExportable(name, problems)
+    if disks:
+        spec["disks"] = disks
+    if interfaces:
+        spec["interfaces"] = interfaces
     return document, warnings
+
+
+def _problems(document: dict[str, Any], disks: list[dict[str, Any]],
+              interfaces: list[dict[str, Any]], disk_roots: Sequence[str]) -> list[str]:
+    """What `validate` would reject, one line per field: the document without its
+    lists first, then each disk and interface on its own (in an otherwise minimal
+    document, so that one bad field does not hide another), then the whole."""
+    problems = [f"{entry.path}: {entry.error}"
+                for entry in check_document(document, disk_roots=disk_roots)]
+    for key, items in (("disks", disks), ("interfaces", interfaces)):
+        for index, item in enumerate(items):
+            alone = {"apiVersion": "reconcile/v1", "kind": "VirtualMachine",
+                     "metadata": {"name": "export"}, "spec": {"memory": 1, "vcpus": 1,
+                                                              key: [item]}}
+            for entry in check_document(alone, disk_roots=disk_roots):
+                if entry.path.startswith(f"spec.{key}[0]"):  # the rest: said above
+                    path = entry.path.replace(f"spec.{key}[0]", f"spec.{key}[{index}]", 1)
+                    problems.append(f"{path}: {entry.error}")
+    if problems:
+        return problems
+    whole = {**document, "spec": {**document["spec"]}}
+    if disks:
+        whole["spec"]["disks"] = disks
+    if interfaces:
+        whole["spec"]["interfaces"] = interfaces
+    return [f"{entry.path}: {entry.error}"
+            for entry in check_document(whole, disk_roots=disk_roots)]
 
 
 def _size(kib: int) -> str:

@@ -178,6 +178,8 @@ class DomainConfig:
     source: str | None = None  # the manifest file named by the ownership mark, if any
     #: the volumes reconcile created for this domain (pool, name), kept in its mark
     created_volumes: tuple[tuple[str, str], ...] = ()
+    #: devices a manifest cannot describe, kept as they are: "disk vdb: a block disk (/dev/x)"
+    kept: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -193,9 +193,10 @@ def cmd_export(settings: Settings, names: Sequence[str], *, every: bool,
                 failed = True
                 continue
             try:
-                document, warnings = to_manifest(observed)
+                document, warnings = to_manifest(observed, disk_roots=settings.disk_roots)
             except NotExportable as error:
-                sys.stderr.write(f"reconcile: error: {error}\n")
+                for line in str(error).splitlines():
+                    sys.stderr.write(f"reconcile: error: {line}\n")
                 failed = True
                 continue
             for warning in warnings:

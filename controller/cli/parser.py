@@ -134,6 +134,9 @@ def export_parser() -> argparse.ArgumentParser:
     parser.add_argument("--all", action="store_true", help="every domain on the host")
     parser.add_argument("--unmanaged", action="store_true",
                         help="with --all: only domains reconcile does not manage yet")
+    parser.add_argument("--disk-root", metavar="DIR", action="append", dest="disk_roots",
+                        help="a folder disk sources must resolve into, as for validate; "
+                             f"repeatable (default: {', '.join(DEFAULT_DISK_ROOTS)})")
     _add_connect_option(parser)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more")
     return parser

@@ -6,6 +6,7 @@ ManifestSet). Pure apart from reading files.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 from .files import documents, manifest_files, unsafe_permissions
 from .result import Invalid, LoadResult
 from .specs import HOSTS_FILE, cross_check
-from .validation import check_document
+from .validation import check_document as validate_document
 
 DEFAULT_DISK_ROOTS = ("/var/lib/libvirt/images",)
 
@@ -64,7 +65,7 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
                 _read_hosts(document, relative, index, result)
                 continue
             result.documents += 1
-            if check_document(document, relative, index, result):
+            if validate_document(document, relative, index, result):
                 candidates.append((relative, index, document))
     for error in walk_errors:
         where = os.path.relpath(error.filename, root) if error.filename else directory
@@ -89,5 +90,17 @@ def _read_hosts(document: dict[str, Any], relative: str, index: int,
         result.invalid.append(Invalid(relative, index, "kind",
                                       f"{HOSTS_FILE} holds more than one Hosts document"))
         return
-    if check_document(document, relative, index, result, kind="Hosts"):
+    if validate_document(document, relative, index, result, kind="Hosts"):
         result.hosts.update(document["hosts"])
+
+
+def check_document(document: dict[str, Any], *,
+                   disk_roots: Sequence[str] = DEFAULT_DISK_ROOTS) -> list[Invalid]:
+    """Why one VirtualMachine document on its own is invalid (schema and field checks,
+    with `disk_roots`), as `validate` says it; [] when it is valid. Used by `export`, so
+    that it never writes a manifest that `validate` rejects."""
+    result = LoadResult(directory="")
+    document = copy.deepcopy(document)  # the fast validator fills in defaults in place
+    if validate_document(document, "-", 0, result):
+        cross_check([("-", 0, document)], result, disk_roots)
+    return result.invalid

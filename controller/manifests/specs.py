@@ -139,7 +139,7 @@ def _memory(spec: dict[str, Any], key: str) -> int:
     return kib
 
 
-_BUS_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd"}
+_BUS_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd", "ide": "hd"}
 
 
 def _disks(items: list[dict[str, Any]], roots: list[str]) -> tuple[Disk, ...]:
@@ -152,9 +152,9 @@ def _disks(items: list[dict[str, Any]], roots: list[str]) -> tuple[Disk, ...]:
         if any(disk.source == source for disk in disks):
             raise _FieldError(f"{path}.source", f"{item['source']} is listed twice")
         bus = item.get("bus", "virtio")
-        if bus == "sata" and item.get("readonly"):
-            raise _FieldError(f"{path}.readonly", "QEMU has no read-only SATA disks; "
-                                                  "use bus: virtio or scsi")
+        if bus in ("sata", "ide") and item.get("readonly"):
+            raise _FieldError(f"{path}.readonly", f"QEMU has no read-only {bus.upper()} "
+                                                  "disks; use bus: virtio or scsi")
         target = item.get("target")
         if target is None:
             prefix = _BUS_PREFIX[bus]

@@ -206,8 +206,17 @@ def _schema_reason(error: jsonschema.ValidationError) -> str:
                 "or e.g. '512MiB', '2GiB')")
     elif error.validator == "oneOf" and "interfaces" in error.path:
         return "an interface needs exactly one of network: or bridge:"
+    elif error.validator == "oneOf" and "disks" in error.path:
+        return ("a disk needs exactly one of source: (a file) or volume: (pool, image, copy, "
+                "size and onRemove go with volume:)")
+    elif error.validator in ("maxItems", "minItems") and isinstance(error.instance, list):
+        bound = "at most" if error.validator == "maxItems" else "at least"
+        return f"{len(error.instance)} items; {bound} {error.validator_value} allowed"
     else:
         message = error.message
+        if len(message) > 300:  # jsonschema quotes the whole value first ("[...] is too
+            # long"): quote it short, so that the reason at the end is not cut off
+            message = message.replace(repr(error.instance), shown(error.instance), 1)
     return message if len(message) <= 300 else message[:297] + "..."
 
 

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 import libvirt
 
 from ..errors import HypervisorError, PermanentError
-from .errors import classify
+from .errors import classify, code
 
 
 class PoolNotFound(HypervisorError):
@@ -87,19 +87,19 @@ _FULL_WORDS = ("no space left on device", "not enough space", "disk quota exceed
 
 def classify_storage(exc: libvirt.libvirtError, what: str) -> HypervisorError:
     """A libvirtError from a storage call as one of ours, with a one-line message."""
-    code = exc.get_errorcode()
+    number = exc.get_error_code()
     text = (exc.get_error_message() or str(exc)).strip().replace("\n", " ")
-    message = f"{what}: {text} (libvirt error {code}, domain {exc.get_error_domain()})"
+    message = f"{what}: {text} (libvirt error {number}, domain {exc.get_error_domain()})"
     lowered = text.lower()
-    if code == code("VIR_ERR_NO_STORAGE_POOL"):
-        return PoolNotFound(message, code=code, domain=exc.get_error_domain())
-    if code == code("VIR_ERR_NO_STORAGE_VOL"):
-        return VolumeNotFound(message, code=code, domain=exc.get_error_domain())
+    if number == code("VIR_ERR_NO_STORAGE_POOL"):
+        return PoolNotFound(message, code=number, domain=exc.get_error_domain())
+    if number == code("VIR_ERR_NO_STORAGE_VOL"):
+        return VolumeNotFound(message, code=number, domain=exc.get_error_domain())
     if any(word in lowered for word in _FULL_WORDS):
-        return PoolFull(message, code=code, domain=exc.get_error_domain())
-    if (code == code("VIR_ERR_STORAGE_VOL_EXIST") or "already in use" in lowered
+        return PoolFull(message, code=number, domain=exc.get_error_domain())
+    if (number == code("VIR_ERR_STORAGE_VOL_EXIST") or "already in use" in lowered
             or ("storage vol" in lowered and "already exists" in lowered)):
-        return VolumeConflict(message, code=code, domain=exc.get_error_domain())
+        return VolumeConflict(message, code=number, domain=exc.get_error_domain())
     return classify(exc, what)
 
 

@@ -167,7 +167,7 @@ def volume_users(conn: libvirt.virConnect, *, path: str, include_backing: bool =
             if dom.isActive() and dom.isPersistent():
                 xmls.append(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
         except libvirt.libvirtError as exc:
-            if exc.get_errorcode() == code("VIR_ERR_NO_DOMAIN"):
+            if exc.get_error_code() == code("VIR_ERR_NO_DOMAIN"):
                 continue  # undefined meanwhile
             raise classify_storage(exc, "cannot read a domain's disks") from exc
         for xml in xmls:
@@ -209,7 +209,7 @@ def writing(pool: Any, name: str) -> Iterator[Callable[[], None]]:
             try:
                 pool.createXML(volume_xml(name=marker, capacity=0, format="raw", mode=0o600), 0)
             except libvirt.libvirtError as exc:
-                if exc.get_errorcode() != code("VIR_ERR_STORAGE_VOL_EXIST"):
+                if exc.get_error_code() != code("VIR_ERR_STORAGE_VOL_EXIST"):
                     raise
     leftover = lookup_volume(pool, name)
     if leftover is not None:

@@ -321,7 +321,7 @@ def test_a_full_pool_is_one_clear_error_and_leaves_nothing(
         storage.upload_volume(conn, pool=full, name="middle", path=str(middle), format="raw")
     assert "\n" not in str(caught.value)
     filler.unlink()
-    storage.refresh_pool(conn, name=full)  # libvirt's own refresh after the stream saw it
+    storage.pools.refresh_pool(conn, name=full)  # libvirt's own refresh after the stream saw it
     assert volume_names(conn, full) == []  # neither the half volume nor its marker
 
 

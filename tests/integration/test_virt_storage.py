@@ -11,7 +11,7 @@ leaves nothing behind. Its built-in pool is `default-pool` at /default-pool.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import libvirt
 import pytest
@@ -107,7 +107,7 @@ def test_pool_info_and_missing_pools(conn: libvirt.virConnect) -> None:
                                   "x" * 129, "web-1" + PARTIAL_SUFFIX])
 def test_escaping_names_are_refused_before_libvirt(conn: libvirt.virConnect, name: str) -> None:
     # The test driver itself accepts "../escape" and "x/y" (path /default-pool/../escape).
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: storage.create_volume(conn, pool=POOL, name=name, capacity=MIB),
         lambda: storage.copy_volume(conn, pool=POOL, name=name, source_pool=POOL,
                                     source_name="src"),

@@ -276,12 +276,18 @@ def test_an_interface_changing_kind_drops_its_live_names() -> None:
     assert nic.find("mac").attrib == {"address": "52:54:00:01:02:03"}  # type: ignore[union-attr]
 
 
-def test_vcpu_current_is_dropped_and_placement_kept() -> None:
+@pytest.mark.parametrize(("current", "vcpus", "attributes"), [
+    ("1", 2, {"placement": "static", "current": "1"}),  # still below the new maximum: kept
+    ("2", 2, {"placement": "static"}),  # all of them online: no current
+    ("3", 2, {"placement": "static"}),
+])
+def test_vcpu_current_is_kept_below_the_new_count_and_placement_kept(
+        current: str, vcpus: int, attributes: dict[str, str]) -> None:
     base = SAVED.replace("<vcpu placement='static'>1</vcpu>",
-                         "<vcpu placement='static' current='1'>4</vcpu>")
-    vcpu = ET.fromstring(build_domain(spec(vcpus=2), base)).find("vcpu")
+                         f"<vcpu placement='static' current='{current}'>4</vcpu>")
+    vcpu = ET.fromstring(build_domain(spec(vcpus=vcpus), base)).find("vcpu")
     assert vcpu is not None
-    assert (vcpu.text, vcpu.attrib) == ("2", {"placement": "static"})
+    assert (vcpu.text, vcpu.attrib) == (str(vcpus), attributes)
 
 
 def test_memory_is_written_in_kib_whatever_the_base_said() -> None:
@@ -393,10 +399,11 @@ def test_parse_sparse_definitions() -> None:
         </devices></domain>""")
     assert config == DomainConfig(
         name="bare", uuid=SAVED_UUID, type="qemu", arch=None, machine=None,
-        memory_kib=65536, current_memory_kib=32768, vcpus=2,
-        disks=(Disk("/dev/vg/lv", "vda", "raw", ""), Disk("", "", "raw", "", readonly=True)),
-        interfaces=(Interface(model=""), Interface(network="default", model="")),
+        memory_kib=65536, current_memory_kib=32768, vcpus=2, disks=(), interfaces=(),
         managed=False,
+        kept=("disk vda: a block disk (/dev/vg/lv)", "disk (no target): no absolute image path",
+              "interface 0 (direct): a direct interface",
+              "interface 1 (network default): no model"),
     )
 
 

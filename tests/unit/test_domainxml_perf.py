@@ -14,8 +14,8 @@ from controller.domainxml import (
     _MANAGED_TAG,
     MANAGED_NS,
     _memory_kib,
-    _parse_disk,
-    _parse_interface,
+    _read_disks,
+    _read_interfaces,
     parse_domain,
 )
 from controller.model import DomainConfig
@@ -28,6 +28,8 @@ def reference(xml: str) -> DomainConfig:
     memory = _memory_kib(root.find("memory"))
     current = root.find("currentMemory")
     mark = root.find(f"metadata/{_MANAGED_TAG}")
+    disks, kept_disks = _read_disks(root.findall("devices/disk"))
+    interfaces, kept_interfaces = _read_interfaces(root.findall("devices/interface"))
     return DomainConfig(
         name=root.findtext("name", default=""),
         uuid=root.findtext("uuid", default="").lower(),
@@ -37,13 +39,13 @@ def reference(xml: str) -> DomainConfig:
         memory_kib=memory,
         current_memory_kib=_memory_kib(current) if current is not None else memory,
         vcpus=int((root.findtext("vcpu") or "1").strip()),
-        disks=tuple(_parse_disk(el) for el in root.findall("devices/disk")
-                    if el.get("device", "disk") == "disk"),
-        interfaces=tuple(_parse_interface(el) for el in root.findall("devices/interface")),
+        disks=tuple(disk for _, disk in disks),
+        interfaces=tuple(interface for _, interface in interfaces),
         managed=mark is not None,
         active=root.get("id", "-1") != "-1",
         owner=mark.get("host") if mark is not None else None,
         source=mark.get("source") if mark is not None else None,
+        kept=tuple(kept_disks + kept_interfaces),
     )
 
 

@@ -289,14 +289,21 @@ def _vm_top(**top: Any) -> dict[str, Any]:
         (_vm_with(labels={"team": 5}), "metadata.labels.team", "5 is not of type 'string'"),
         (_vm_with(labels=["team"]), "metadata.labels", "is not of type 'object'"),
         # disks
-        (vm("web-1", disks=[{"format": "raw"}]), "spec.disks[0].source",
-         "'source' is a required property"),
+        (vm("web-1", disks=[{"format": "raw"}]), "spec.disks[0]",
+         "a disk needs exactly one of source: (a file) or volume:"),
+        (vm("web-1", disks=[{"source": "/var/lib/libvirt/images/a", "volume": "a"}]),
+         "spec.disks[0]", "a disk needs exactly one of source: (a file) or volume:"),
+        (vm("web-1", disks=[{"source": "/var/lib/libvirt/images/a", "size": "1GiB"}]),
+         "spec.disks[0]", "pool, image, copy, size and onRemove go with volume:"),
+        (vm("web-1", disks=[{"volume": "../x"}]), "spec.disks[0].volume", "does not match"),
         (vm("web-1", disks=[{"source": "images/a.qcow2"}]), "spec.disks[0].source",
          "does not match"),
         (vm("web-1", disks=[{"source": "/var/lib/libvirt/images/a", "format": "vmdk"}]),
          "spec.disks[0].format", "'vmdk' is not one of ['qcow2', 'raw']"),
-        (vm("web-1", disks=[{"source": "/var/lib/libvirt/images/a", "bus": "ide"}]),
-         "spec.disks[0].bus", "'ide' is not one of"),
+        (vm("web-1", disks=[{"source": "/var/lib/libvirt/images/a", "bus": "usb"}]),
+         "spec.disks[0].bus", "'usb' is not one of"),
+        (vm("web-1", disks=[{"source": f"/var/lib/libvirt/images/{n}"} for n in range(1025)]),
+         "spec.disks", "1025 items; at most 1024 allowed"),
         (vm("web-1", disks=[{"source": "/var/lib/libvirt/images/a", "target": "vd1"}]),
          "spec.disks[0].target", "does not match"),
         (vm("web-1", disks=[{"source": "/var/lib/libvirt/images/a", "cache": "none"}]),
@@ -860,14 +867,27 @@ def test_one_vm_listing_one_image_twice_is_invalid(tmp_path: Path) -> None:
         ("spec.disks[1].source", f"{images}/a.img is listed twice")]
 
 
-def test_readonly_sata_disk_is_invalid(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bus", ["sata", "ide"])
+def test_readonly_sata_or_ide_disk_is_invalid(tmp_path: Path, bus: str) -> None:
     images = tmp_path / "images"
     images.mkdir()
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "a.yaml").write_text(
         "apiVersion: reconcile/v1\nkind: VirtualMachine\nmetadata: {name: a}\n"
-        f"spec: {{memory: 64, vcpus: 1, disks: [{{source: {images}/a.img, bus: sata, "
+        f"spec: {{memory: 64, vcpus: 1, disks: [{{source: {images}/a.img, bus: {bus}, "
         "readonly: true}]}\n")
     load = load_directory(str(tmp_path / "m"), disk_roots=[str(images)])
     assert [(i.path, i.error) for i in load.invalid] == [
-        ("spec.disks[0].readonly", "QEMU has no read-only SATA disks; use bus: virtio or scsi")]
+        ("spec.disks[0].readonly",
+         f"QEMU has no read-only {bus.upper()} disks; use bus: virtio or scsi")]
+
+
+def test_ide_disks_default_to_hd_targets(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "a.yaml").write_text(
+        "apiVersion: reconcile/v1\nkind: VirtualMachine\nmetadata: {name: a}\n"
+        f"spec: {{memory: 64, vcpus: 1, disks: [{{source: {tmp_path}/a.img, bus: ide}}, "
+        f"{{source: {tmp_path}/b.img, bus: ide}}]}}\n")
+    load = load_directory(str(tmp_path / "m"), disk_roots=[str(tmp_path)])
+    assert not load.invalid
+    assert [(d.target, d.bus) for d in load.specs["a"].disks] == [("hda", "ide"), ("hdb", "ide")]

@@ -458,12 +458,14 @@ _paths = st.text(
     st.characters(blacklist_categories=("Cs", "Cc", "Cn"), blacklist_characters="\x00"),
     min_size=1, max_size=20,
 ).map(lambda tail: f"{IMAGES}/{tail}")
-_disks = st.lists(
+_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd", "ide": "hd"}
+_disks = st.lists(  # as a valid manifest has them: one disk per image, no read-only SATA or IDE
     st.builds(Disk, source=_paths, target=st.just(""), format=st.sampled_from(["qcow2", "raw"]),
-              bus=st.sampled_from(["virtio", "sata", "scsi"]), readonly=st.booleans()),
-    max_size=4,
+              bus=st.sampled_from(["virtio", "sata", "scsi", "ide"]), readonly=st.booleans()),
+    max_size=4, unique_by=lambda disk: disk.source,
 ).map(lambda disks: tuple(
-    dataclasses.replace(disk, target=f"{'vd' if disk.bus == 'virtio' else 'sd'}{chr(97 + i)}")
+    dataclasses.replace(disk, target=f"{_PREFIX[disk.bus]}{chr(97 + i)}",
+                        readonly=disk.readonly and disk.bus in ("virtio", "scsi"))
     for i, disk in enumerate(disks)))
 _macs = st.none() | st.lists(st.integers(0, 255), min_size=3, max_size=3).map(
     lambda tail: "52:54:00:" + ":".join(f"{byte:02x}" for byte in tail))

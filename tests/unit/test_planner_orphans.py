@@ -110,7 +110,8 @@ def test_disks_to_check(spec: VMSpec, observed: Observed, the_plan: Plan,
 def test_disks_the_domain_already_has_are_not_checked() -> None:
     saved = (f"<domain type='kvm'><name>vm</name><uuid>c17170fc-7d7e-4921-a1fb-7ce46ac4226e"
              f"</uuid><memory>65536</memory><vcpu>1</vcpu><devices><disk type='file' "
-             f"device='disk'><source file='{IMAGES}/a.qcow2'/><target dev='vda'/></disk>"
+             f"device='disk'><driver name='qemu' type='qcow2'/><source file='{IMAGES}/a.qcow2'/>"
+             "<target dev='vda' bus='virtio'/></disk>"
              "</devices></domain>")
     observed = Observed("vm", exists=True, power=Power.STOPPED, persistent=True,
                         saved=parse_domain(saved), saved_xml=saved)
