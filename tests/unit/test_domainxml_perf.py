@@ -10,14 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.domainxml import (
-    _MANAGED_TAG,
-    MANAGED_NS,
-    _memory_kib,
-    _read_disks,
-    _read_interfaces,
-    parse_domain,
-)
+from controller.domainxml import MANAGED_NS, parse_domain
+from controller.domainxml.disks import read_disks as _read_disks
+from controller.domainxml.interfaces import read_interfaces as _read_interfaces
+from controller.domainxml.memory import memory_kib as _memory_kib
+from controller.domainxml.xmlutil import MANAGED_TAG as _MANAGED_TAG
 from controller.model import DomainConfig
 
 
