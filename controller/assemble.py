@@ -7,6 +7,7 @@ builds the same parts the same way.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from .executor import RetryPolicy, StepObserver
 from .hosts import Hosts, MakeHypervisor
@@ -14,6 +15,7 @@ from .inventory import Inventory, default_state_dir
 from .locks import VMLocks, default_lock_dir
 from .reconciler import ManifestSource, Reconciler
 from .settings import Settings
+from .storage_steps import Progress, StepContext
 from .virt import Hypervisor, connections_for
 
 #: Keepalive (interval s, count) on remote hosts: one that stops answering fails calls
@@ -43,10 +45,13 @@ def make_reconciler(settings: Settings, hosts: Hosts, manifests: ManifestSource,
                     dry_run: bool, scope: Callable[[], set[str]],
                     observer: StepObserver | None = None, recover_inline: bool = True,
                     prune: bool | None = None, max_prune: int | None = None,
-                    retry: RetryPolicy | None = None) -> Reconciler:
+                    retry: RetryPolicy | None = None,
+                    progress: Callable[[str], Progress | None] | None = None) -> Reconciler:
+    images_dir = Path(settings.state_dir or default_state_dir()) / "images"
     return Reconciler(
         hosts=hosts, manifests=manifests, locks=None if dry_run else locks_for(settings),
         scope=scope, dry_run=dry_run, retry=retry or RetryPolicy(), observer=observer,
         prune=settings.prune if prune is None else prune,
         max_prune=settings.max_prune if max_prune is None else max_prune,
-        recover_inline=recover_inline)
+        recover_inline=recover_inline,
+        step_context=StepContext(images_dir=images_dir, progress=progress))

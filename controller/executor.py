@@ -17,7 +17,11 @@ from typing import TYPE_CHECKING
 
 from .errors import HypervisorError, PermanentError, TransientError
 from .model import Action, Step
+from .storage_steps import StepContext, run_storage_step
 from .virt import Hypervisor
+
+STORAGE_ACTIONS = frozenset({Action.IMPORT_IMAGE, Action.CREATE_VOLUME, Action.GROW_VOLUME,
+                             Action.DELETE_VOLUME})
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -54,6 +58,7 @@ def execute(
     retry: RetryPolicy = RetryPolicy(),
     observer: StepObserver | None = None,
     hosts: Mapping[str, Hypervisor] | None = None,
+    context: StepContext = StepContext(),
 ) -> list[Step]:
     """Run `steps` on domain `name` in order; return them once all are done.
 
@@ -83,8 +88,12 @@ def execute(
                 before_sleep=partial(_log_retry, name, step),
             ):
                 with attempt:
-                    _run(hypervisor if step.host is None or hosts is None else hosts[step.host],
-                         name, step, hosts)
+                    target = (hypervisor if step.host is None or hosts is None
+                              else hosts[step.host])
+                    if step.action in STORAGE_ACTIONS:
+                        run_storage_step(target, name, step, context)
+                    else:
+                        _run(target, name, step, hosts)
         except (TransientError, PermanentError) as error:
             raise StepFailed(step, error, done) from error
         # ConnectionLost, AlreadyExists, DomainNotFound propagate: the reconciler observes again.

@@ -5,7 +5,9 @@ Called by `reconcile export`. The document carries what reconcile models
 state, autostart, UUID) and `adopt: true` when the domain is not managed yet,
 so applying it only marks the domain as managed.
 
-Devices a manifest cannot describe (block, network and volume disks, shared
+A disk that is a pool volume is exported as `volume:`/`pool:` with its capacity
+(`volume_sizes`, read by the caller), so adopting it neither creates nor grows it.
+Devices a manifest cannot describe (block and network disks, shared
 images, partition targets, direct/user/vhost-user/hostdev interfaces, ...; see
 `domainxml`) are left out of the document with one warning each: adoption and
 every later redefinition keep them exactly as they are. The document is then
@@ -16,7 +18,7 @@ manifest that `validate` refuses.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .manifests import DEFAULT_DISK_ROOTS, check_document
@@ -35,6 +37,7 @@ class NotExportable(Exception):
 
 def to_manifest(
     observed: Observed, *, disk_roots: Sequence[str] = DEFAULT_DISK_ROOTS,
+    volume_sizes: Mapping[tuple[str, str], int] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The manifest document for `observed`, and warnings about what it leaves out."""
     saved = observed.saved
@@ -64,9 +67,21 @@ def to_manifest(
     if not observed.managed:
         spec["adopt"] = True
     disks = []
+    unread = []
     for disk in saved.disks:
-        entry: dict[str, Any] = {"source": disk.source, "format": disk.format,
-                                 "target": disk.target, "bus": disk.bus}
+        entry: dict[str, Any]
+        if disk.volume and disk.pool:
+            capacity = (volume_sizes or {}).get((disk.pool, disk.volume))
+            if capacity is None:  # left out, adoption would detach it: refuse instead
+                unread.append(f"disk {disk.target}: volume {disk.where} cannot be read "
+                              "(missing, or its pool is inactive)")
+                continue
+            entry = {"volume": disk.volume, "pool": disk.pool,
+                     "size": _size(-(-capacity // 1024)), "format": disk.format,
+                     "target": disk.target, "bus": disk.bus}
+        else:
+            entry = {"source": disk.source, "format": disk.format, "target": disk.target,
+                     "bus": disk.bus}
         if disk.readonly:
             entry["readonly"] = True
         disks.append(entry)
@@ -90,7 +105,7 @@ def to_manifest(
         "metadata": metadata,
         "spec": spec,
     }
-    problems = _problems(document, disks, interfaces, disk_roots)
+    problems = unread + _problems(document, disks, interfaces, disk_roots)
     if problems:
         raise NotExportable(name, problems)
     if disks:

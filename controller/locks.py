@@ -21,7 +21,7 @@ from types import TracebackType
 
 from .errors import LockTimeout, UsageError
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_SAFE_NAME = re.compile(r"^([a-z]+:)?[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # "image:debian-12"
 
 
 @dataclass(frozen=True)

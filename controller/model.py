@@ -263,6 +263,7 @@ class Plan:
     changes: tuple[Change, ...] = ()
     conflict: str | None = None  # a state to resolve by hand: nothing is done
     failure: str | None = None  # nothing may be done now (unknown state, a refusal)
+    terminal: bool = False  # the failure needs a manifest change (a shrink), not a retry
     restart_pending: str | None = None
     after: tuple[Step, ...] = ()
     note: str | None = None  # said with the outcome, e.g. why an orphan is left alone
@@ -299,6 +300,7 @@ class Outcome:
     cause: Cause = Cause.NONE
     retry_after: float | None = None  # with Cause.RETRY: not before this many seconds
     orphan: bool = False  # about a managed domain that no manifest names
+    kind: str = "vm"  # what it is about: "vm", "image"
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {

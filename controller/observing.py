@@ -6,13 +6,17 @@ the VM's lock; everything read afresh (or from a listing the caller may trust).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from .hosts import Host, Hosts
-from .model import Observed, VMSpec
+from .model import ImageSpec, Observed, VMSpec, VolumeInfo
 from .planner import Copy, Machines, Situation
+from .planner.storage import StorageView
 from .virt import Listing
 
 
-def observe(spec: VMSpec, host: Host, hosts: Hosts, listing: Listing | None) -> Situation:
+def observe(spec: VMSpec, host: Host, hosts: Hosts, listing: Listing | None, *,
+            images: Mapping[str, ImageSpec]) -> Situation:
     here = host.hypervisor.domains.observe(spec.name, listing)
     copies: list[Copy] = []
     unknown: tuple[str, ...] = ()
@@ -22,7 +26,32 @@ def observe(spec: VMSpec, host: Host, hosts: Hosts, listing: Listing | None) -> 
             copies = copies_elsewhere(spec.name, host, hosts)
     observed = [here] + [copy.observed for copy in copies]
     return Situation(host=host.name, here=here, copies=tuple(copies), unknown=unknown,
-                     machines=machines_of(spec, host, observed))
+                     machines=machines_of(spec, host, observed),
+                     storage=storage_of(spec, host, here, images) if not copies else None)
+
+
+def storage_of(spec: VMSpec, host: Host, here: Observed,
+               images: Mapping[str, ImageSpec]) -> StorageView | None:
+    """The VM's volumes on its host and, for those to be created, their images' volumes;
+    None for a VM without volume disks (no storage call at all)."""
+    keyed = [((disk.pool, disk.volume), disk.image) for disk in spec.disks
+             if disk.volume and disk.pool]
+    if not keyed:
+        return None
+    storage = host.hypervisor.storage
+    volumes: dict[tuple[str, str], VolumeInfo | None] = {
+        key: storage.volume(*key) for key, _ in keyed}
+    wanted = {image for _, image in keyed if image and image in images}
+    missing = set()
+    for key, image in keyed:
+        have = volumes[key]
+        if image and (have is None or have.partial):
+            missing.add(image)
+    image_volumes = {name: storage.volume(images[name].pool, images[name].volume)
+                     for name in sorted(wanted & missing)}
+    live = frozenset(disk.target for disk in here.live.disks) if here.live else frozenset()
+    return StorageView(volumes=volumes, images={name: images[name] for name in wanted},
+                       image_volumes=image_volumes, live_targets=live)
 
 
 def copies_elsewhere(name: str, target: Host, hosts: Hosts) -> list[Copy]:

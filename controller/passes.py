@@ -19,6 +19,7 @@ from typing import TypeVar
 from .manifests import LoadResult
 from .model import Cause, Outcome, Result
 from .planner.orphans import left_as_is, prune_verdict
+from .images_reconcile import hosts_needing
 from .reconciler import Reconciler
 from .unnamed import manifests_view
 
@@ -67,6 +68,15 @@ def run_pass(reconciler: Reconciler, load: LoadResult, *, workers: int,
             chosen.setdefault(domain, name)
     report.orphans = sorted(orphans)
 
+    # Images first: every VM made from one finds it imported on its host.
+    images = [name for name in sorted(load.images) if hosts_needing(name, load, reconciler)]
+    for found in run_all([partial(reconciler.reconcile_image, name) for name in images],
+                         workers, None):
+        report.outcomes += found
+        for outcome in found:
+            if progress:
+                progress(outcome)
+
     jobs: list[tuple[str, Callable[[], Outcome]]] = [
         (hosts.host_of(spec), partial(reconciler.reconcile_spec, spec)) for spec in specs]
     jobs += [(host, partial(reconciler.reconcile, name)) for name, host in left.items()]
@@ -87,7 +97,8 @@ def run_pass(reconciler: Reconciler, load: LoadResult, *, workers: int,
     outcomes = run_per_host(jobs, workers, progress)
     report.outcomes += [outcome for outcome in outcomes
                         if not (outcome.result is Result.UNCHANGED and outcome.spec is None)]
-    report.outcomes.sort(key=lambda outcome: (outcome.host or "", outcome.name))
+    report.outcomes.sort(key=lambda outcome: (outcome.kind != "image", outcome.host or "",
+                                              outcome.name))
     return report
 
 

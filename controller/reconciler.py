@@ -36,7 +36,9 @@ from .model import (
 )
 from .observing import machines_of, observe
 from .planner import Situation, plan, plan_placement, preview_arrival
-from .planner.disks import disk_clash, disks_to_check
+from .planner.disks import disk_clash, disks_to_check, volumes_to_check
+from .images_reconcile import reconcile_image
+from .storage_steps import StepContext
 from .unnamed import reconcile_unnamed
 from .virt import Listing
 
@@ -95,6 +97,11 @@ class Reconciler:
     recover_inline: bool = True
     #: A pass's count of orphans; None: count them afresh on each host (the service).
     orphans_in_pass: int | None = None
+    step_context: StepContext = field(default_factory=StepContext)
+
+    def reconcile_image(self, name: str) -> list[Outcome]:
+        """Import the Image `name` on each host this run handles that needs it."""
+        return reconcile_image(self, name)
 
     # --- one name ----------------------------------------------------------------------
 
@@ -166,7 +173,8 @@ class Reconciler:
 
         for _ in range(ROUNDS):
             try:
-                situation = observe(spec, host, self.hosts, listing)
+                situation = observe(spec, host, self.hosts, listing,
+                                    images=self.manifests.current().images)
                 listing = None  # later rounds look the domain up afresh
                 if first is None:
                     first = situation.copies[0].observed if situation.copies else situation.here
@@ -235,16 +243,22 @@ class Reconciler:
     def _disk_clash(self, spec: VMSpec, host: Host, here: Observed, the_plan: Plan) -> (
             str | None):
         paths = disks_to_check(spec, here, the_plan)
-        if not paths:
-            return None
-        return disk_clash(host.hypervisor.domains.disk_users(paths, exclude=spec.name))
+        users = host.hypervisor.domains.disk_users(paths, exclude=spec.name) if paths else {}
+        storage = host.hypervisor.storage
+        for pool, name in sorted(volumes_to_check(spec, here, the_plan)):
+            volume = storage.volume(pool, name)
+            others = [user for user in storage.users(volume.path) if user != spec.name] \
+                if volume is not None else []
+            if others:
+                users[f"volume {pool}/{name}"] = others[0]
+        return disk_clash(users)
 
     def execute(self, name: str, host: Host, steps: tuple[Step, ...]) -> list[Step]:
         if not steps:
             return []
         hosts = {other.name: other.hypervisor for other in self.hosts.all()}
         return execute(host.hypervisor, name, steps, retry=self.retry, observer=self.observer,
-                       hosts=hosts)
+                       hosts=hosts, context=self.step_context)
 
     def _arrive(self, spec: VMSpec, host: Host, situation: Situation) -> list[Step]:
         """After a move's own steps: converge the VM where it arrived, observed afresh."""

@@ -17,13 +17,18 @@ from .model import Action, Outcome, Result
 from .units import format_kib
 
 
-def to_json(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Sequence[str]) -> str:
-    """Exactly the contract's object: {"vms": [...], "invalid": [...], "orphans": [...]}."""
+def to_json(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Sequence[str],
+            *, images: bool = False) -> str:
+    """Exactly the contract's object: {"vms": [...], "invalid": [...], "orphans": [...]},
+    and "images": [...] when the manifests declare Images."""
     document: dict[str, object] = {
-        "vms": [outcome.to_json() for outcome in outcomes],
+        "vms": [outcome.to_json() for outcome in outcomes if outcome.kind == "vm"],
         "invalid": [entry.to_json() for entry in invalid],
         "orphans": list(orphans),
     }
+    if images:
+        document["images"] = [outcome.to_json() for outcome in outcomes
+                              if outcome.kind == "image"]
     return json.dumps(document, ensure_ascii=False, indent=None)
 
 
@@ -48,6 +53,8 @@ def kind_of(outcome: Outcome) -> Kind:
         return Kind.TROUBLE
     if not actions:
         return Kind.NOOP
+    if Action.IMPORT_IMAGE in actions:
+        return Kind.CREATE
     existed = outcome.observed is None or outcome.observed.exists
     if Action.DEFINE in actions and not existed:
         return Kind.CREATE
@@ -81,7 +88,8 @@ def to_text(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Se
     """One line per VM with its plan symbol and result, then its field changes and
     steps, then invalid manifests, orphans, notes, and a summary line."""
     lines: list[str] = []
-    width = max((len(outcome.name) for outcome in outcomes), default=0)
+    width = max((len(outcome.name) + (len(outcome.kind) + 1 if outcome.kind != "vm" else 0)
+                 for outcome in outcomes), default=0)
     group: object = object()
     for outcome in outcomes:
         if outcome.multi_host and outcome.host != group:  # several hosts: grouped by host
@@ -90,7 +98,8 @@ def to_text(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Se
         kind = kind_of(outcome)
         source = f"  ({outcome.source})" if outcome.source else ""
         symbol = style.paint(f"{kind.symbol:>3}", kind.value[3])
-        lines.append(f"{symbol} {outcome.name:<{width}}  {outcome.result.value}{source}")
+        label = outcome.name if outcome.kind == "vm" else f"{outcome.kind} {outcome.name}"
+        lines.append(f"{symbol} {label:<{width}}  {outcome.result.value}{source}")
         if kind is not Kind.CREATE:
             for change in outcome.changes:
                 restart = " (restart)" if change.needs_restart else ""
@@ -156,6 +165,8 @@ def status_rows(outcomes: Sequence[Outcome], orphans: Sequence[Outcome]) -> list
     """
     rows = []
     for outcome in outcomes:
+        if outcome.kind != "vm":
+            continue
         spec = outcome.spec
         rows.append(_row(outcome, desired=spec.state.value if spec else "?",
                          memory=format_kib(spec.memory_kib) if spec and spec.memory_kib else "-",

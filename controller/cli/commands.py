@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from .. import render
@@ -51,6 +51,16 @@ def _style() -> render.Style:
 def emit(text: str) -> None:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def _download_line(image: str) -> Callable[[int, int | None], None] | None:
+    """A progress line for one image download, on a terminal only."""
+    if not sys.stderr.isatty():
+        return None
+    from ..fetch import ProgressLine
+
+    line = ProgressLine(label=f"image {image}", stream=sys.stderr)
+    return line
 
 
 def once_exit_code(outcomes: Sequence[Outcome], *, invalid: bool, dry_run: bool) -> int:
@@ -103,7 +113,7 @@ def cmd_once(settings: Settings) -> int:
         settings, hosts, FixedManifests(load), dry_run=dry_run,
         scope=lambda: hosts.scope(load, settings.only_host),
         observer=chain(step_log, progress.step if progress else None),
-        recover_inline=not hosts.several)
+        recover_inline=not hosts.several, progress=_download_line)
     try:
         report = run_pass(reconciler, load, workers=settings.workers,
                           only_host=settings.only_host,
@@ -124,7 +134,8 @@ def cmd_once(settings: Settings) -> int:
     if settings.output == "json":
         for note in notes:  # the JSON object holds the contract's keys only
             log.warning("%s", note)
-        emit(render.to_json(report.outcomes, load.invalid, report.orphans))
+        emit(render.to_json(report.outcomes, load.invalid, report.orphans,
+                            images=bool(load.images)))
     else:
         emit(render.to_text(report.outcomes, load.invalid, report.orphans, notes,
                             pruning=settings.prune, dry_run=dry_run, style=_style()))
@@ -192,8 +203,15 @@ def cmd_export(settings: Settings, names: Sequence[str], *, every: bool,
                 sys.stderr.write(f"reconcile: error: domain '{name}' does not exist\n")
                 failed = True
                 continue
+            sizes = {}
+            for disk in observed.saved.disks if observed.saved else ():
+                if disk.volume and disk.pool:
+                    volume = hypervisor.storage.volume(disk.pool, disk.volume)
+                    if volume is not None:
+                        sizes[(disk.pool, disk.volume)] = volume.capacity
             try:
-                document, warnings = to_manifest(observed, disk_roots=settings.disk_roots)
+                document, warnings = to_manifest(observed, disk_roots=settings.disk_roots,
+                                                 volume_sizes=sizes)
             except NotExportable as error:
                 for line in str(error).splitlines():
                     sys.stderr.write(f"reconcile: error: {line}\n")

@@ -2,9 +2,9 @@
 them, and editing only what differs.
 
 A disk is *modelled* when it is a `file` disk of device `disk` with an absolute
-source, on the virtio, sata, scsi or ide bus, in qcow2 or raw format, on a
-whole-disk target (`vda`, `sdb`, `hdc`, ...), whose image no other disk of the
-domain uses. Every other disk is *kept*: never edited, and named in
+source, or a `volume` disk (a pool and a volume), on the virtio, sata, scsi or ide
+bus, in qcow2 or raw format, on a whole-disk target (`vda`, `sdb`, `hdc`, ...),
+whose image no other disk of the domain uses. Every other disk is *kept*: never edited, and named in
 `DomainConfig.kept` so `export` can say so. cdroms and floppies are left alone.
 """
 
@@ -37,12 +37,12 @@ def read_disks(elements: list[ET.Element]) -> tuple[list[tuple[ET.Element, Disk]
             kept.append(verdict)
     uses: dict[str, int] = {}
     for _, disk in candidates:
-        uses[disk.source] = uses.get(disk.source, 0) + 1
+        uses[disk.where] = uses.get(disk.where, 0) + 1
     modelled = []
     for element, disk in candidates:
-        if uses[disk.source] > 1:
-            kept.append(f"disk {disk.target} ({disk.source}): its image is used by "
-                        f"{uses[disk.source]} disks of this domain")
+        if uses[disk.where] > 1:
+            kept.append(f"disk {disk.target} ({disk.where}): its image is used by "
+                        f"{uses[disk.where]} disks of this domain")
         else:
             modelled.append((element, disk))
     return modelled, kept
@@ -58,14 +58,17 @@ def _disk_verdict(element: ET.Element) -> Disk | str:
     where = f"disk {disk.target or '(no target)'}"
     if device != "disk":
         return f"{where}: a {device} device"
-    if kind != "file":
+    if kind == "volume":
+        if not (disk.volume and disk.pool):
+            return f"{where}: a volume disk without a pool and a volume"
+    elif kind != "file":
         source = element.find("source")
         detail = ""
         if source is not None:
             detail = (source.get("dev") or source.get("name") or source.get("path")
                       or source.get("volume") or source.get("dir") or "")
         return f"{where}: a {kind} disk" + (f" ({detail})" if detail else "")
-    if not disk.source.startswith("/"):
+    elif not disk.source.startswith("/"):
         return f"{where}: no absolute image path"
     if disk.bus not in DISK_BUSES:
         return f"{where}: on the {disk.bus or 'unknown'} bus"
@@ -83,10 +86,15 @@ def _parse_disk(element: ET.Element) -> Disk:
     target = element.find("target")
     driver = element.find("driver")
     path = ""
-    if source is not None:
+    volume = pool = None
+    if source is not None and element.get("type") == "volume":
+        volume, pool = source.get("volume"), source.get("pool")
+    elif source is not None:
         path = source.get("file") or source.get("dev") or source.get("name") or ""
     return Disk(
         source=path,
+        volume=volume,
+        pool=pool,
         target=target.get("dev", "") if target is not None else "",
         format=(driver.get("type") if driver is not None else None) or "raw",
         bus=(target.get("bus") if target is not None else None) or "",
@@ -103,7 +111,7 @@ def apply_disks(devices: ET.Element, disks: tuple[Disk, ...]) -> None:
     elements = devices.findall("disk")
     modelled, _ = read_disks(elements)
     wanted = {disk.target for disk in disks}
-    wanted_sources = {disk.source for disk in disks}
+    wanted_sources = {disk.where for disk in disks}
     existing: dict[str, tuple[ET.Element, Disk | None]] = {
         disk.target: (element, disk) for element, disk in modelled}
     modelled_elements = {id(element) for element, _ in modelled}
@@ -111,7 +119,7 @@ def apply_disks(devices: ET.Element, disks: tuple[Disk, ...]) -> None:
         if id(element) in modelled_elements:
             continue
         verdict = _disk_verdict(element)
-        if not isinstance(verdict, Disk) or verdict.source not in wanted_sources:
+        if not isinstance(verdict, Disk) or verdict.where not in wanted_sources:
             continue
         if verdict.target in wanted and verdict.target not in existing:
             existing[verdict.target] = (element, None)  # a shared image: the manifest's now
@@ -126,7 +134,8 @@ def apply_disks(devices: ET.Element, disks: tuple[Disk, ...]) -> None:
         if disk.target in existing:
             element, have = existing[disk.target]
         else:
-            element, have = ET.SubElement(devices, "disk", type="file", device="disk"), None
+            kind = "volume" if disk.volume else "file"
+            element, have = ET.SubElement(devices, "disk", type=kind, device="disk"), None
         _edit_disk(element, disk, have)
 
 
@@ -166,22 +175,27 @@ def disk_target_name(prefix: str, index: int) -> str:
 
 def _edit_disk(element: ET.Element, disk: Disk, have: Disk | None) -> None:
     """Write what differs between `have` (None: a new disk) and `disk`."""
-    if element.get("type") != "file":
-        element.set("type", "file")
+    kind = "volume" if disk.volume else "file"
+    if element.get("type") != kind:
+        element.set("type", kind)
     if element.get("device", "disk") != "disk":
         element.set("device", "disk")
     if have is None or have.format != disk.format:
         driver = child(element, "driver")
         driver.set("name", driver.get("name", "qemu"))
         driver.set("type", disk.format)
-    if have is None or have.source != disk.source:
+    if have is None or have.where != disk.where or have.volume != disk.volume:
         source = child(element, "source")
-        if source.get("file") != disk.source:
+        wanted = ({"pool": disk.pool or "", "volume": disk.volume} if disk.volume
+                  else {"file": disk.source})
+        if {key: source.get(key) for key in wanted} != wanted or (
+                not disk.volume and source.get("volume")):
             policy = source.get("startupPolicy")
             source.attrib.clear()
             for grandchild in list(source):
                 source.remove(grandchild)
-            source.set("file", disk.source)
+            for key, value in wanted.items():
+                source.set(key, value)
             if policy:
                 source.set("startupPolicy", policy)
     if have is None or (have.target, have.bus) != (disk.target, disk.bus):

@@ -37,7 +37,7 @@ from ..model import DomainConfig, VMSpec
 from .disks import apply_disks, read_disks
 from .interfaces import apply_interfaces, read_interfaces
 from .memory import apply_memory, apply_vcpus, memory_kib, set_memory
-from .xmlutil import MANAGED_TAG, child, mark_managed, serialize, text_of
+from .xmlutil import MANAGED_TAG, child, created_volumes, mark_managed, serialize, text_of
 
 
 def parse_domain(xml: str) -> DomainConfig:
@@ -88,11 +88,13 @@ def parse_domain(xml: str) -> DomainConfig:
         active=root.get("id", "-1") != "-1",
         owner=mark.get("host") if mark is not None else None,
         source=mark.get("source") if mark is not None else None,
+        created_volumes=created_volumes(mark),
         kept=tuple(kept + kept_interfaces),
     )
 
 
-def build_domain(spec: VMSpec, base_xml: str | None = None) -> str:
+def build_domain(spec: VMSpec, base_xml: str | None = None, *,
+                 created: tuple[tuple[str, str], ...] = ()) -> str:
     """The XML to define for `spec`: `base_xml` (the saved definition) edited, or a new domain.
 
     The base keeps its UUID unless the spec pins one, and its interfaces keep
@@ -108,7 +110,7 @@ def build_domain(spec: VMSpec, base_xml: str | None = None) -> str:
         uuid = child(root, "uuid")
         if (uuid.text or "").strip().lower() != spec.uuid.lower():
             uuid.text = spec.uuid
-    mark_managed(root, spec.host, spec.source)
+    mark_managed(root, spec.host, spec.source, created)
     apply_memory(root, spec.memory_kib)
     current = child(root, "currentMemory")
     if current.text is None or memory_kib(current) != spec.current_memory_kib:

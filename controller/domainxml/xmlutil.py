@@ -10,6 +10,8 @@ import xml.etree.ElementTree as ET
 #: Namespace of the ownership marker in <metadata>.
 MANAGED_NS = "urn:reconcile-libvirt:managed:1"
 MANAGED_TAG = f"{{{MANAGED_NS}}}managed"
+#: A volume reconcile created for the domain, inside the mark: <reconcile:volume pool name/>.
+VOLUME_TAG = f"{{{MANAGED_NS}}}volume"
 
 ET.register_namespace("reconcile", MANAGED_NS)
 ET.register_namespace("qemu", "http://libvirt.org/schemas/domain/qemu/1.0")
@@ -25,7 +27,16 @@ def child(parent: ET.Element, tag: str) -> ET.Element:
     return found if found is not None else ET.SubElement(parent, tag)
 
 
-def mark_managed(root: ET.Element, host: str | None, source: str | None) -> None:
+def created_volumes(mark: ET.Element | None) -> tuple[tuple[str, str], ...]:
+    """The (pool, name) of the volumes the mark says reconcile created."""
+    if mark is None:
+        return ()
+    return tuple((element.get("pool", ""), element.get("name", ""))
+                 for element in mark.iterfind(VOLUME_TAG))
+
+
+def mark_managed(root: ET.Element, host: str | None, source: str | None,
+                 created: tuple[tuple[str, str], ...] = ()) -> None:
     """The ownership mark: the manifest file the domain comes from and, with several
     hosts, the host that owns the VM now."""
     metadata = child(root, "metadata")
@@ -37,6 +48,11 @@ def mark_managed(root: ET.Element, host: str | None, source: str | None) -> None
             mark.set(key, value)
         else:
             mark.attrib.pop(key, None)
+    recorded = set(created_volumes(mark))
+    for pool, name in created:
+        if (pool, name) not in recorded:
+            ET.SubElement(mark, VOLUME_TAG, pool=pool, name=name)
+            recorded.add((pool, name))
 
 
 # --- namespaces: prefixes survive a redefinition ------------------------------------

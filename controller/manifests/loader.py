@@ -14,6 +14,7 @@ from typing import Any
 
 from .files import documents, manifest_files, unsafe_permissions
 from .result import Invalid, LoadResult
+from .images import read_images
 from .specs import HOSTS_FILE, cross_check
 from .validation import check_document as validate_document
 
@@ -43,6 +44,7 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
         return result
 
     candidates: list[tuple[str, int, dict[str, Any]]] = []
+    images: list[tuple[str, int, dict[str, Any]]] = []
     walk_errors: list[OSError] = []
     checked_folders: dict[Path, str | None] = {}
     for folder, path, relative in manifest_files(root, walk_errors):
@@ -61,11 +63,15 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
                 continue
             result.warnings.append(f"{relative}: {unsafe}; --strict-permissions refuses it")
         for index, document in documents(path, relative, result):
-            if isinstance(document, dict) and document.get("kind") == "Hosts":
+            kind = document.get("kind") if isinstance(document, dict) else None
+            if kind == "Hosts":
                 _read_hosts(document, relative, index, result)
                 continue
             result.documents += 1
-            if validate_document(document, relative, index, result):
+            if kind == "Image":
+                if validate_document(document, relative, index, result, kind="Image"):
+                    images.append((relative, index, document))
+            elif validate_document(document, relative, index, result):
                 candidates.append((relative, index, document))
     for error in walk_errors:
         where = os.path.relpath(error.filename, root) if error.filename else directory
@@ -74,6 +80,7 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
         result.problem = f"manifest directory {directory} holds no manifests"
 
     result.hosts.update(extra_hosts or {})
+    read_images(images, result)
     cross_check(candidates, result, disk_roots)
     return result
 

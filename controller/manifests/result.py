@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..model import VMSpec
+from ..model import ImageSpec, VMSpec
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class LoadResult:
     invalid: list[Invalid] = field(default_factory=list)
     invalid_names: set[str] = field(default_factory=set)
     invalid_sources: dict[str, str] = field(default_factory=dict)  # name → invalid file
+    images: dict[str, ImageSpec] = field(default_factory=dict)
+    invalid_images: set[str] = field(default_factory=set)
     problem: str | None = None  # the directory itself is missing, unreadable, or empty
     documents: int = 0  # VirtualMachine documents, valid or not
     warnings: list[str] = field(default_factory=list)  # e.g. files others may write
@@ -60,3 +62,10 @@ class LoadResult:
         """`name` appears in an invalid document of `file`: leave its domain alone."""
         self.invalid_names.add(name)
         self.invalid_sources.setdefault(name, file)
+
+    def refuse(self, kind: str, name: str, file: str) -> None:
+        """A document of `kind` named `name` in `file` is invalid."""
+        if kind == "Image":
+            self.invalid_images.add(name)
+        elif kind != "Hosts":
+            self.refuse_name(name, file)

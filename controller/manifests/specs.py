@@ -46,6 +46,7 @@ def cross_check(
             continue
         try:
             spec = _to_spec(document, relative, roots)
+            _check_images(spec, result)
         except _FieldError as exc:
             result.invalid.append(Invalid(relative, index, exc.path, exc.reason))
             result.refuse_name(name, relative)
@@ -58,20 +59,22 @@ def cross_check(
             continue
         clash = None
         for disk_index, disk in enumerate(spec.disks):
-            owner = disk_owner.get(disk.source)
+            owner = disk_owner.get(disk.where)
             if owner and owner[0] != name:
-                clash = (disk_index, disk.source, owner)
+                clash = (disk_index, disk, owner)
                 break
         if clash:
-            disk_index, source, (other, other_file, other_index) = clash
+            disk_index, disk, (other, other_file, other_index) = clash
+            field = "volume" if disk.volume else "source"
+            what = f"volume {disk.where}" if disk.volume else printable(disk.source)
             result.invalid.append(Invalid(
-                relative, index, f"spec.disks[{disk_index}].source",
-                f"{printable(source)} is already the disk of '{other}' "
+                relative, index, f"spec.disks[{disk_index}].{field}",
+                f"{what} is already the disk of '{other}' "
                 f"({printable(other_file)}[{other_index}])"))
             result.refuse_name(name, relative)
             continue
         for disk in spec.disks:
-            disk_owner[disk.source] = (name, relative, index)
+            disk_owner[disk.where] = (name, relative, index)
         specs.append(spec)
     for spec in specs:
         result.specs[spec.name] = spec
@@ -148,9 +151,16 @@ def _disks(items: list[dict[str, Any]], roots: list[str]) -> tuple[Disk, ...]:
     disks: list[Disk] = []
     for position, item in enumerate(items):
         path = f"spec.disks[{position}]"
-        source = _confined_source(item["source"], roots, f"{path}.source")
-        if any(disk.source == source for disk in disks):
-            raise _FieldError(f"{path}.source", f"{item['source']} is listed twice")
+        volume = _volume_fields(item, path)
+        source = ""
+        if not volume:
+            source = _confined_source(item["source"], roots, f"{path}.source")
+            if any(disk.source == source for disk in disks):
+                raise _FieldError(f"{path}.source", f"{item['source']} is listed twice")
+        elif any((disk.pool, disk.volume) == (volume["pool"], volume["volume"])
+                 for disk in disks):
+            raise _FieldError(f"{path}.volume", f"volume {volume['pool']}/{volume['volume']} "
+                                                "is listed twice")
         bus = item.get("bus", "virtio")
         if bus in ("sata", "ide") and item.get("readonly"):
             raise _FieldError(f"{path}.readonly", f"QEMU has no read-only {bus.upper()} "
@@ -168,8 +178,46 @@ def _disks(items: list[dict[str, Any]], roots: list[str]) -> tuple[Disk, ...]:
         elif any(other.get("target") == target for other in items[:position]):
             raise _FieldError(f"{path}.target", f"target {target} is used by two disks")
         disks.append(Disk(source=source, target=target, format=item.get("format", "qcow2"),
-                          bus=bus, readonly=item.get("readonly", False)))
+                          bus=bus, readonly=item.get("readonly", False), **volume))
     return tuple(disks)
+
+
+def _volume_fields(item: dict[str, Any], path: str) -> dict[str, Any]:
+    """The volume part of a disk: {} for a file disk."""
+    if "volume" not in item:
+        return {}
+    size = None
+    if "size" in item:
+        try:
+            size = parse_memory_kib(item["size"]) * 1024
+        except ValueError:
+            raise _FieldError(f"{path}.size", f"{shown(item['size'])} is not a size") from None
+    if item.get("copy") and "image" not in item:
+        raise _FieldError(f"{path}.copy", "copy: true needs an image: to copy")
+    if size is None and "image" not in item:
+        raise _FieldError(f"{path}.size", "a volume without an image needs a size")
+    if item.get("format", "qcow2") == "raw" and "image" in item and not item.get("copy"):
+        raise _FieldError(f"{path}.format", "an overlay on an image is qcow2; use copy: true "
+                                            "for a raw volume")
+    return {"volume": item["volume"], "pool": item.get("pool", "default"),
+            "image": item.get("image"), "copy": item.get("copy", False), "size": size,
+            "on_remove": item.get("onRemove", "keep")}
+
+
+def _check_images(spec: VMSpec, result: LoadResult) -> None:
+    """Every disk's image: names a valid Image document."""
+    for position, disk in enumerate(spec.disks):
+        if disk.image is None:
+            continue
+        path = f"spec.disks[{position}].image"
+        if disk.image in result.invalid_images:
+            raise _FieldError(path, f"image '{disk.image}' is invalid (see its document)")
+        if disk.image not in result.images:
+            raise _FieldError(path, f"image '{disk.image}' names no Image document")
+        image = result.images[disk.image]
+        if disk.volume == image.volume and disk.pool == image.pool:
+            raise _FieldError(f"spec.disks[{position}].volume",
+                              f"volume {disk.where} is the image's own volume")
 
 
 def _confined_source(source: str, roots: list[str], path: str) -> str:

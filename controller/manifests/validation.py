@@ -24,25 +24,30 @@ SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 GENERATED = Path(__file__).resolve().parent.parent / "_fastschema.py"
 
 
+#: The kinds of document and their schemas (schemas/*.schema.json).
+SCHEMA_FILES = {
+    "VirtualMachine": "virtualmachine.schema.json",
+    "Image": "image.schema.json",
+    "Hosts": "hosts.schema.json",
+}
+
+
 @cache
-def schema() -> dict[str, Any]:
-    text = SCHEMAS / "virtualmachine.schema.json"
+def schema(kind: str = "VirtualMachine") -> dict[str, Any]:
+    text = SCHEMAS / SCHEMA_FILES[kind]
     loaded: dict[str, Any] = json.loads(text.read_text(encoding="utf-8"))
     return loaded
 
 
-@cache
 def hosts_schema() -> dict[str, Any]:
-    text = SCHEMAS / "hosts.schema.json"
-    loaded: dict[str, Any] = json.loads(text.read_text(encoding="utf-8"))
-    return loaded
+    return schema("Hosts")
 
 
 @cache
 def validator(kind: str = "VirtualMachine") -> jsonschema.protocols.Validator:
     import jsonschema
 
-    the_schema = hosts_schema() if kind == "Hosts" else schema()
+    the_schema = schema(kind)
     cls = jsonschema.validators.validator_for(the_schema)
     cls.check_schema(the_schema)
     # JSON Schema counts 64.0 as an integer; the loader and libvirt want an int.
@@ -170,7 +175,7 @@ def check_document(document: Any, relative: str, index: int, result: LoadResult,
         path, reason = _error_path(error), _schema_reason(error)
     name = name_of(document)
     if name:
-        result.invalid_names.add(name)
+        result.refuse(kind, name, relative)
     result.invalid.append(Invalid(relative, index, path, reason))
     return False
 

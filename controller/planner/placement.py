@@ -32,6 +32,7 @@ from ..model import (
     Step,
     VMSpec,
 )
+from .storage import StorageView, plan_storage
 from .vm import Machines, plan, removal_steps
 
 
@@ -57,6 +58,7 @@ class Situation:
     copies: tuple[Copy, ...] = ()  # managed copies on other reachable hosts
     unknown: tuple[str, ...] = ()  # why hosts that may hold the VM cannot be asked
     machines: Machines | None = None
+    storage: StorageView | None = None  # the VM's volumes and images on its host
 
 
 def plan_placement(spec: VMSpec, situation: Situation) -> Plan:
@@ -66,11 +68,26 @@ def plan_placement(spec: VMSpec, situation: Situation) -> Plan:
             f"unknown: host {', '.join(situation.unknown)} held this VM at its last listing "
             "and is unreachable now; nothing is done until it answers"))
     if not situation.copies:
-        return plan(spec, situation.here, machines=situation.machines)
+        return plan_here(spec, situation)
     if len(situation.copies) > 1:
         where = ", ".join(host_label(copy.host) for copy in situation.copies)
         return Plan(conflict=f"managed copies on hosts {where}; keep one by hand")
     return plan_move(spec, situation)
+
+
+def plan_here(spec: VMSpec, situation: Situation) -> Plan:
+    """The VM on its own host: its storage steps (storage.py), then its domain's."""
+    view = situation.storage
+    if view is None or spec.state is DesiredState.ABSENT:
+        return plan(spec, situation.here, machines=situation.machines)
+    storage = plan_storage(spec, view)
+    if storage.failure:
+        return Plan(failure=storage.failure, terminal=storage.terminal)
+    there = plan(spec, situation.here, machines=situation.machines, created=storage.created)
+    if there.conflict:
+        return there
+    notes = [*storage.notes, *([there.note] if there.note else [])]
+    return replace(there, steps=storage.steps + there.steps, note="; ".join(notes) or None)
 
 
 def plan_move(spec: VMSpec, situation: Situation) -> Plan:

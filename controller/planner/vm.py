@@ -34,16 +34,24 @@ from ..model import (
     VMSpec,
 )
 from ..units import format_kib, round_up_mib
+from .storage import delete_steps
 
 #: Machine aliases ('pc') to libvirt's canonical names ('pc-i440fx-7.2'), as the
 #: reconciler resolved them on the VM's host when it observed the domain.
 Machines = Mapping[str, str]
 
 
-def plan(spec: VMSpec, observed: Observed, *, machines: Machines | None = None) -> Plan:
-    """The ordered steps that take `observed` to `spec`, each with its reason."""
+Created = tuple[tuple[str, str], ...]
+
+
+def plan(spec: VMSpec, observed: Observed, *, machines: Machines | None = None,
+         created: Created = ()) -> Plan:
+    """The ordered steps that take `observed` to `spec`, each with its reason.
+
+    `created`: the volumes (pool, name) the VM's storage steps create before these
+    steps run: the definition records them in its ownership mark."""
     if not observed.exists:
-        return _plan_create(spec, "the domain does not exist")
+        return _plan_create(spec, "the domain does not exist", created)
     if not observed.managed and not spec.adopt:
         return Plan(conflict=(
             f"domain '{spec.name}' exists and is not managed by reconcile; "
@@ -54,14 +62,14 @@ def plan(spec: VMSpec, observed: Observed, *, machines: Machines | None = None) 
     saved = observed.saved
     assert saved is not None  # an existing domain always has a definition
     if spec.uuid and spec.uuid.lower() != saved.uuid:
-        return _plan_replace(spec, observed, saved)
-    return _plan_update(spec, observed, saved, machines or {})
+        return _plan_replace(spec, observed, saved, created)
+    return _plan_update(spec, observed, saved, machines or {}, created)
 
 
-def _plan_create(spec: VMSpec, reason: str) -> Plan:
+def _plan_create(spec: VMSpec, reason: str, created: Created) -> Plan:
     if spec.state is DesiredState.ABSENT:
         return Plan()
-    steps = [Step(Action.DEFINE, reason, xml=domainxml.build_domain(spec))]
+    steps = [Step(Action.DEFINE, reason, xml=domainxml.build_domain(spec, created=created))]
     if spec.autostart:
         steps.append(Step(Action.AUTOSTART, "autostart is wanted", autostart=True))
     if spec.state is DesiredState.RUNNING:
@@ -90,10 +98,14 @@ def removal_steps(observed: Observed, reason: str, *, stop_timeout: int) -> tupl
 
 
 def _plan_remove(observed: Observed, spec: VMSpec, reason: str) -> Plan:
-    return Plan(steps=removal_steps(observed, reason, stop_timeout=spec.stop_timeout))
+    steps = removal_steps(observed, reason, stop_timeout=spec.stop_timeout)
+    if spec.state is DesiredState.ABSENT and observed.saved is not None:
+        steps += delete_steps(spec, observed.saved.created_volumes)
+    return Plan(steps=steps)
 
 
-def _plan_replace(spec: VMSpec, observed: Observed, saved: DomainConfig) -> Plan:
+def _plan_replace(spec: VMSpec, observed: Observed, saved: DomainConfig,
+                  created: Created) -> Plan:
     """A pinned UUID that differs: the old domain goes, a new one is defined."""
     change = Change("uuid", saved.uuid, spec.uuid.lower() if spec.uuid else "", needs_restart=True)
     reason = f"{change}: the domain must be replaced"
@@ -103,7 +115,7 @@ def _plan_replace(spec: VMSpec, observed: Observed, saved: DomainConfig) -> Plan
     removal = _plan_remove(observed, spec, reason)
     steps = list(removal.steps)
     steps.append(Step(Action.DEFINE, reason,
-                      xml=domainxml.build_domain(spec, observed.saved_xml)))
+                      xml=domainxml.build_domain(spec, observed.saved_xml, created=created)))
     if spec.autostart:
         steps.append(Step(Action.AUTOSTART, "autostart is wanted", autostart=True))
     if spec.state is DesiredState.RUNNING:
@@ -112,7 +124,7 @@ def _plan_replace(spec: VMSpec, observed: Observed, saved: DomainConfig) -> Plan
 
 
 def _plan_update(spec: VMSpec, observed: Observed, saved: DomainConfig,
-                 machines: Machines) -> Plan:
+                 machines: Machines, created: Created) -> Plan:
     changes = _config_changes(spec, saved, machines)
     restart_changes: list[Change] = []
     if observed.power.active and observed.live is not None:
@@ -155,12 +167,16 @@ def _plan_update(spec: VMSpec, observed: Observed, saved: DomainConfig,
         if saved.source != spec.source:
             define_reasons.append(f"ownership mark: manifest {saved.source or '(none)'} → "
                                   f"{spec.source}")
+        unrecorded = [f"{pool}/{name}" for pool, name in created
+                      if (pool, name) not in saved.created_volumes]
+        if unrecorded:
+            define_reasons.append(f"ownership mark: created {', '.join(unrecorded)}")
     if not observed.persistent:
         define_reasons.append("the domain is transient: make it persistent")
     if define_reasons:
         steps.append(Step(
             Action.DEFINE, ", ".join(define_reasons),
-            xml=domainxml.build_domain(spec, observed.saved_xml),
+            xml=domainxml.build_domain(spec, observed.saved_xml, created=created),
         ))
 
     if observed.autostart != spec.autostart:
@@ -224,7 +240,7 @@ def _restart_changes(
         have = machines.get(config.machine, config.machine)
         if wanted != have:
             changes.append(Change("machine", config.machine, spec.machine, True))
-    if _by_target(spec.disks) != _by_target(config.disks):
+    if _attached(spec.disks) != _attached(config.disks):
         changes.append(Change(
             "disks", _describe_disks(config.disks), _describe_disks(spec.disks), True,
         ))
@@ -252,11 +268,16 @@ def _by_target(disks: tuple[Disk, ...]) -> list[Disk]:
     return sorted(disks, key=lambda disk: disk.target)
 
 
+def _attached(disks: tuple[Disk, ...]) -> list[tuple[object, ...]]:
+    """What the domain XML holds of each disk (not how a volume is created)."""
+    return sorted(disk.attached for disk in disks)
+
+
 def _describe_disks(disks: tuple[Disk, ...]) -> str:
     if not disks:
         return "none"
     return "; ".join(
-        f"{d.target}={d.source} ({d.format}, {d.bus}{', readonly' if d.readonly else ''})"
+        f"{d.target}={d.where} ({d.format}, {d.bus}{', readonly' if d.readonly else ''})"
         for d in _by_target(disks)
     )
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import ConnectionLost, HypervisorError
 from ..hosts import Host, Hosts
+from ..images_reconcile import KEY_PREFIX as IMAGE_KEY
 from ..manifests import LoadResult
 from ..virt import Listing, Marker
 from ..watch import ManifestSet
@@ -58,6 +59,9 @@ class Triggers:
         if load.hosts != before.hosts:
             self._want_resync("hosts changed")
         self.note_invalid(load)
+        images = {name for name in set(load.images) | set(before.images)
+                  if load.images.get(name) != before.images.get(name)}
+        self.enqueue([IMAGE_KEY + image for image in sorted(images)], "manifest change")
         self.enqueue(sorted(names), "manifest change")
         if load.prune_safe and not before.prune_safe and self._prune:
             # Orphans left alone while the manifests were incomplete: look at them again.
@@ -110,6 +114,7 @@ class Triggers:
         # after its host connects queues it.
         names = {name for name, host in placed.items() if self.hosts[host].up} | unnamed
         self.states.keep_only(set(placed) | unnamed | load.invalid_names)
+        self.enqueue([IMAGE_KEY + image for image in sorted(load.images)], f"resync ({reason})")
         self.enqueue(sorted(names), f"resync ({reason})")
         level = logging.DEBUG if reason == "periodic" else logging.INFO
         log.log(level, "resync (%s): %d VMs, %d managed domains without a manifest queued "

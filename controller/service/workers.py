@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from ..hosts import DEFAULT_HOST, Hosts
+from ..images_reconcile import KEY_PREFIX as IMAGE_KEY
 from ..metrics import Recorder
 from ..model import Cause, Outcome, Result, Step
 from ..reconciler import Reconciler
@@ -79,6 +80,8 @@ class Workers:
     def _process(self, name: str) -> bool:
         """Look at one name once. False when it could not be looked at (no connection)."""
         why = self.why.pop(name, "")
+        if name.startswith(IMAGE_KEY):
+            return self._image(name, why)
         load = self.manifests.current()
         spec = load.specs.get(name)
         if spec is not None:
@@ -172,6 +175,34 @@ class Workers:
         self.states.put(name, ORPHAN)
         level = logging.INFO if (outcome.note or "").startswith("orphan:") else logging.WARNING
         say(name, level, outcome.note or "orphan")
+
+    def _image(self, key: str, why: str) -> bool:
+        """An Image: import it where it is needed; then look at the VMs made from it."""
+        name = key[len(IMAGE_KEY):]
+        outcomes = self.reconciler.reconcile_image(name)
+        retry = False
+        for outcome in outcomes:
+            where = f" on host {outcome.host}" if outcome.host else ""
+            if outcome.result is Result.FAILED:
+                retry = retry or outcome.cause is not Cause.HOST_UNREACHABLE
+                self.states.say(key, logging.ERROR, f"failed{where}: {outcome.error}",
+                                once=False)
+            elif outcome.steps:
+                steps = ", ".join(step.action.value for step in outcome.steps)
+                self.states.say(key, logging.INFO, f"{outcome.result.value}{where} ({steps}) "
+                                                   f"after {why}", once=False)
+        if retry:
+            self.queue.add_rate_limited(key)
+            return True
+        self.queue.forget(key)
+        if any(outcome.steps for outcome in outcomes):
+            load = self.manifests.current()
+            users = [spec.name for spec in load.specs.values()
+                     if any(disk.image == name for disk in spec.disks)]
+            for user in sorted(users):
+                self.why[user] = f"image {name} imported"
+                self.queue.add(user)
+        return True
 
     def fail_unreachable(self, name: str, label: str, error: str) -> None:
         self.states.put(name, FAILED)

@@ -22,6 +22,7 @@ from . import pools, transfer, volumes
 from .connection import Connection
 from .errors import translate
 from .pools import DEFAULT_POOL, DEFAULT_POOL_PATH, ensure_default_pool, ensure_pool, pool_info
+from .storage_errors import PoolNotFound, PoolUnusable
 from .storagexml import Ensured
 from .transfer import Check, download_volume, transfer_volume, upload_volume, volume_sha256
 from .volumes import (
@@ -63,10 +64,14 @@ class Storage:
             return pools.pool_info(conn, name=name)
 
     def volume(self, pool: str, name: str) -> VolumeInfo | None:
-        """The volume, None if it (or its pool) does not exist."""
+        """The volume, None if it (or its pool) does not exist or the pool is inactive:
+        creating it is where a missing pool is made (`default`) or reported."""
         with self._conn() as conn:
-            self._c.calls += 3
-            return volumes.volume_info(conn, pool=pool, name=name)
+            self._c.calls += 5
+            try:
+                return volumes.volume_info(conn, pool=pool, name=name)
+            except (PoolNotFound, PoolUnusable):
+                return None
 
     def users(self, path: str) -> list[str]:
         """The domains with a disk on the volume at `path` (by file or pool/volume)."""

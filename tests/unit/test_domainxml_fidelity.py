@@ -79,7 +79,10 @@ def file_disk(path: str = f"{IMAGES}/a.qcow2", dev: str = "vda", bus: str = "vir
      "<host name='mon1'/></source><target dev='vdb' bus='virtio'/></disk>"),
      "disk vdb: a network disk (pool/image)"),
     (("<disk type='volume' device='disk'><source pool='default' volume='v1'/>"
-     "<target dev='vdc' bus='virtio'/></disk>"), "disk vdc: a volume disk (v1)"),
+     "<target dev='vdc' bus='virtio'/></disk>"), None),  # a pool volume: modelled
+    (("<disk type='volume' device='disk'><source volume='v1'/>"
+     "<target dev='vdc' bus='virtio'/></disk>"),
+     "disk vdc: a volume disk without a pool and a volume"),
     (("<disk type='block' device='lun'><source dev='/dev/sdz'/>"
      "<target dev='sda' bus='scsi'/></disk>"), "disk sda: a lun device"),
     (file_disk(dev="sda", bus="usb"), "disk sda: on the usb bus"),

@@ -1,0 +1,93 @@
+"""Runs the storage steps of a plan on a host: import-image, create-volume, grow-volume,
+delete-volume. Called by the executor, under the lock of the VM (or image) the steps
+belong to; each step is safe to repeat after a kill -9 (the partial rule of
+controller/virt/volumes.py: an interrupted write is made again, never used).
+
+An image import downloads the image into the local cache (controller/fetch.py,
+verified by sha256), then uploads it through a libvirt stream, hashing what it sends
+and comparing again: what lands in the pool is what was verified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import PermanentError, TransientError
+from .model import Action, Step
+from .virt import Hypervisor
+from .virt.storage import Check
+
+#: A progress callback for one download: (bytes done, total or None).
+Progress = Callable[[int, int | None], None]
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What storage steps need beyond the host: where images are cached, and (on a
+    terminal) a progress line per download."""
+
+    images_dir: Path | None = None
+    progress: Callable[[str], Progress | None] | None = None
+
+
+def run_storage_step(hypervisor: Hypervisor, name: str, step: Step,
+                     context: StepContext) -> None:
+    storage = hypervisor.storage
+    want = step.volume
+    if step.action is Action.IMPORT_IMAGE:
+        _import(hypervisor, step, context)
+    elif step.action is Action.CREATE_VOLUME:
+        assert want is not None
+        storage.ensure_pool(want.pool)
+        if want.copy_of is not None:
+            storage.copy(want.pool, want.name, source_pool=want.copy_of[0],
+                         source_name=want.copy_of[1], capacity=want.capacity)
+        else:
+            storage.create(want.pool, want.name, capacity=want.capacity, format=want.format,
+                           backing=want.backing)
+    elif step.action is Action.GROW_VOLUME:
+        assert want is not None and want.capacity is not None
+        if want.live and want.target:
+            storage.grow_live(name, want.target, want.capacity)
+        else:
+            storage.grow(want.pool, want.name, want.capacity)
+    elif step.action is Action.DELETE_VOLUME:
+        assert want is not None
+        storage.delete(want.pool, want.name)
+    else:  # pragma: no cover - the executor sends only storage actions here
+        raise AssertionError(step.action)
+
+
+def _import(hypervisor: Hypervisor, step: Step, context: StepContext) -> None:
+    from .fetch import FetchError, fetch_image  # a pass without imports never loads it
+
+    image = step.image
+    assert image is not None
+    if context.images_dir is None:
+        raise PermanentError(f"image {image.name}: no folder to download images into "
+                             "(--state-dir)")
+    progress = context.progress(image.name) if context.progress else None
+    try:
+        fetched = fetch_image(url=image.url, sha256=image.sha256, cache_dir=context.images_dir,
+                              progress=progress)
+    except FetchError as error:
+        _close(progress)
+        # A download that may work later is retried by the next pass (or the service's
+        # backoff), not here: a stalled one would hold the image's lock for minutes.
+        raise PermanentError(f"image {image.name}: {error}") from error
+    except OSError as error:
+        _close(progress)
+        raise TransientError(f"image {image.name}: {error}") from error
+    _close(progress)
+    hypervisor.storage.ensure_pool(image.pool)
+    hypervisor.storage.upload(image.pool, image.volume, path=str(fetched.path),
+                              format=image.format, sha256=image.sha256, check=Check.SENT)
+
+
+def _close(progress: Progress | None) -> None:
+    """End a progress line (ProgressLine.close) once its download is over."""
+    close = getattr(progress, "close", None)
+    if callable(close):
+        close()
