@@ -13,7 +13,7 @@ from .errors import ConnectionLost, HypervisorError, LockTimeout
 from .executor import StepFailed
 from .hosts import Host
 from .manifests import LoadResult
-from .model import Cause, ImageSpec, Outcome, Result, Step
+from .model import Cause, DesiredState, ImageSpec, Outcome, Result, Step
 from .planner.images import plan_image
 
 if TYPE_CHECKING:
@@ -27,7 +27,8 @@ def hosts_needing(image: str, load: LoadResult, r: Reconciler) -> list[str]:
     """The hosts this run handles where a VM's disk is made from `image`."""
     scope = r.scope()
     names = {r.hosts.host_of(spec) for spec in load.specs.values()
-             if any(disk.image == image for disk in spec.disks)}
+             if spec.state is not DesiredState.ABSENT
+             and any(disk.image == image for disk in spec.disks)}
     return sorted(names & scope)
 
 

@@ -16,7 +16,7 @@ from .virt import Listing
 
 
 def observe(spec: VMSpec, host: Host, hosts: Hosts, listing: Listing | None, *,
-            images: Mapping[str, ImageSpec]) -> Situation:
+            images: Mapping[str, ImageSpec], dry_run: bool = False) -> Situation:
     here = host.hypervisor.domains.observe(spec.name, listing)
     copies: list[Copy] = []
     unknown: tuple[str, ...] = ()
@@ -27,13 +27,15 @@ def observe(spec: VMSpec, host: Host, hosts: Hosts, listing: Listing | None, *,
     observed = [here] + [copy.observed for copy in copies]
     return Situation(host=host.name, here=here, copies=tuple(copies), unknown=unknown,
                      machines=machines_of(spec, host, observed),
-                     storage=storage_of(spec, host, here, images) if not copies else None)
+                     storage=storage_of(spec, host, here, images, dry_run=dry_run)
+                     if not copies else None)
 
 
-def storage_of(spec: VMSpec, host: Host, here: Observed,
-               images: Mapping[str, ImageSpec]) -> StorageView | None:
+def storage_of(spec: VMSpec, host: Host, here: Observed, images: Mapping[str, ImageSpec], *,
+               dry_run: bool = False) -> StorageView | None:
     """The VM's volumes on its host and, for those to be created, their images' volumes;
-    None for a VM without volume disks (no storage call at all)."""
+    None for a VM without volume disks (no storage call at all). In a dry run, an image
+    not imported yet is one this pass plans to import (images go first)."""
     keyed = [((disk.pool, disk.volume), disk.image) for disk in spec.disks
              if disk.volume and disk.pool]
     if not keyed:
@@ -50,8 +52,11 @@ def storage_of(spec: VMSpec, host: Host, here: Observed,
     image_volumes = {name: storage.volume(images[name].pool, images[name].volume)
                      for name in sorted(wanted & missing)}
     live = frozenset(disk.target for disk in here.live.disks) if here.live else frozenset()
+    planned = frozenset(name for name, volume in image_volumes.items()
+                        if dry_run and (volume is None or volume.partial))
     return StorageView(volumes=volumes, images={name: images[name] for name in wanted},
-                       image_volumes=image_volumes, live_targets=live)
+                       image_volumes=image_volumes, live_targets=live,
+                       planned_imports=planned)
 
 
 def copies_elsewhere(name: str, target: Host, hosts: Hosts) -> list[Copy]:

@@ -174,7 +174,8 @@ class Reconciler:
         for _ in range(ROUNDS):
             try:
                 situation = observe(spec, host, self.hosts, listing,
-                                    images=self.manifests.current().images)
+                                    images=self.manifests.current().images,
+                                    dry_run=self.dry_run)
                 listing = None  # later rounds look the domain up afresh
                 if first is None:
                     first = situation.copies[0].observed if situation.copies else situation.here
@@ -225,7 +226,8 @@ class Reconciler:
         if the_plan.conflict:
             return outcome(Result.CONFLICT, Cause.TERMINAL, steps=done, error=the_plan.conflict)
         if the_plan.failure:
-            return outcome(Result.FAILED, Cause.RETRY, steps=done, error=the_plan.failure)
+            cause = Cause.TERMINAL if the_plan.terminal else Cause.RETRY
+            return outcome(Result.FAILED, cause, steps=done, error=the_plan.failure)
         if not the_plan.steps:
             if the_plan.restart_pending:
                 return outcome(Result.RESTART_PENDING, steps=done, note=the_plan.restart_pending)

@@ -31,6 +31,8 @@ class StorageView:
     images: Mapping[str, ImageSpec]  # the Images its disks name
     image_volumes: Mapping[str, VolumeInfo | None]  # image name → its volume on the host
     live_targets: frozenset[str] = frozenset()  # disks the running domain has now
+    #: a dry run: the images whose import this pass plans (not there yet; shown as if)
+    planned_imports: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,13 @@ def _create(disk: Disk, have: VolumeInfo | None, view: StorageView) -> Step | St
                                       capacity=disk.size))
     image = view.images[disk.image]
     base = view.image_volumes.get(disk.image)
+    if (base is None or base.partial) and disk.image in view.planned_imports:
+        how = "a copy of" if disk.copy else "an overlay on"
+        shown = f"{size(disk.size)}, " if disk.size is not None else ""
+        return Step(Action.CREATE_VOLUME, f"{disk.where}: {shown}{how} image {disk.image} "
+                                          "once it is imported",
+                    volume=VolumeWant(disk.pool, disk.volume, format=disk.format,
+                                      capacity=disk.size))
     if base is None or base.partial:
         return StoragePlan(failure=(
             f"image {disk.image} is not imported into pool {image.pool} on this host yet; "
