@@ -1,4 +1,4 @@
-"""Throughput of controller.fetch next to `curl -o`, for one file from a local HTTP server.
+"""Throughput of controller.images next to `curl -o`, for one file from a local HTTP server.
 
     .venv/bin/python benchmarks/fetch_throughput.py [--size-mib 1024] [--runs 3] [--dir DIR]
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controller.fetch import fetch_image
+from controller.images import fetch_image
 from tests.support.httpserver import FileServer
 
 

@@ -20,6 +20,7 @@ from .model import Action, Step
 from .storage_steps import StepContext, run_storage_step
 from .virt import Hypervisor
 
+NO_CONTEXT = StepContext()
 STORAGE_ACTIONS = frozenset({Action.IMPORT_IMAGE, Action.CREATE_VOLUME, Action.GROW_VOLUME,
                              Action.DELETE_VOLUME})
 
@@ -58,7 +59,7 @@ def execute(
     retry: RetryPolicy = RetryPolicy(),
     observer: StepObserver | None = None,
     hosts: Mapping[str, Hypervisor] | None = None,
-    context: StepContext = StepContext(),
+    context: StepContext = NO_CONTEXT,
 ) -> list[Step]:
     """Run `steps` on domain `name` in order; return them once all are done.
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TypeVar
 
+from .images_reconcile import hosts_needing
 from .manifests import LoadResult
 from .model import Cause, Outcome, Result
 from .planner.orphans import left_as_is, prune_verdict
-from .images_reconcile import hosts_needing
 from .reconciler import Reconciler
 from .unnamed import manifests_view
 

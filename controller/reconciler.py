@@ -20,6 +20,7 @@ from typing import Protocol
 from .errors import AlreadyExists, ConnectionLost, DomainNotFound, HypervisorError, LockTimeout
 from .executor import RetryPolicy, StepFailed, StepObserver, execute
 from .hosts import Host, Hosts
+from .images_reconcile import reconcile_image
 from .locks import Held, VMLocks
 from .manifests import LoadResult
 from .model import (
@@ -37,7 +38,6 @@ from .model import (
 from .observing import machines_of, observe
 from .planner import Situation, plan, plan_placement, preview_arrival
 from .planner.disks import disk_clash, disks_to_check, volumes_to_check
-from .images_reconcile import reconcile_image
 from .storage_steps import StepContext
 from .unnamed import reconcile_unnamed
 from .virt import Listing

@@ -3,7 +3,7 @@ delete-volume. Called by the executor, under the lock of the VM (or image) the s
 belong to; each step is safe to repeat after a kill -9 (the partial rule of
 controller/virt/volumes.py: an interrupted write is made again, never used).
 
-An image import downloads the image into the local cache (controller/fetch.py,
+An image import downloads the image into the local cache (controller/images/,
 verified by sha256), then uploads it through a libvirt stream, hashing what it sends
 and comparing again: what lands in the pool is what was verified.
 """
@@ -61,7 +61,7 @@ def run_storage_step(hypervisor: Hypervisor, name: str, step: Step,
 
 
 def _import(hypervisor: Hypervisor, step: Step, context: StepContext) -> None:
-    from .fetch import FetchError, fetch_image  # a pass without imports never loads it
+    from .images import FetchError, fetch_image  # a pass without imports never loads it
 
     image = step.image
     assert image is not None

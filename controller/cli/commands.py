@@ -57,7 +57,7 @@ def _download_line(image: str) -> Callable[[int, int | None], None] | None:
     """A progress line for one image download, on a terminal only."""
     if not sys.stderr.isatty():
         return None
-    from ..fetch import ProgressLine
+    from ..images import ProgressLine
 
     line = ProgressLine(label=f"image {image}", stream=sys.stderr)
     return line

@@ -16,6 +16,6 @@ from .result import Invalid, LoadResult, printable
 from .specs import HOSTS_FILE
 from .validation import fast_validator_source, hosts_schema, schema, write_fast_validator
 
-__all__ = ["DEFAULT_DISK_ROOTS", "EDITOR_LEFTOVERS", "check_document", "HOSTS_FILE", "Invalid", "LoadResult",
-           "fast_validator_source", "hosts_schema", "load_directory", "printable", "schema",
-           "write_fast_validator"]
+__all__ = ["DEFAULT_DISK_ROOTS", "EDITOR_LEFTOVERS", "HOSTS_FILE", "Invalid", "LoadResult",
+           "check_document", "fast_validator_source", "hosts_schema", "load_directory",
+           "printable", "schema", "write_fast_validator"]

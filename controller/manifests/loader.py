@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from .files import documents, manifest_files, unsafe_permissions
-from .result import Invalid, LoadResult
 from .images import read_images
+from .result import Invalid, LoadResult
 from .specs import HOSTS_FILE, cross_check
 from .validation import check_document as validate_document
 

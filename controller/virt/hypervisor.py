@@ -1,7 +1,8 @@
 """`Hypervisor`: one libvirt host as the layers above see it.
 
 Its connection (`connection`), what can be read of its domains (`domains`), what
-steps can do to them (`steps`), and its pools and volumes (`storage`). Made by the host layer (`controller.hosts`), one per host.
+steps can do to them (`steps`), and its pools and volumes (`storage`). Made by the
+host layer (`controller.hosts`), one per host.
 """
 
 from __future__ import annotations

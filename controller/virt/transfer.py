@@ -274,7 +274,8 @@ def _pipe(source: libvirt.virConnect, source_vol: Any, target: libvirt.virConnec
 
             total = streams.receive(down, sparse=sparse, hasher=hasher, data=data, hole=hole)
             if total != size:
-                raise OSError(f"the source delivered {total} bytes, expected {size}")
+                raise OSError(  # noqa: TRY301 - the except below aborts both streams
+                    f"the source delivered {total} bytes, expected {size}")
         _finish(down, what)
         _finish(up, what)
     except BaseException:

@@ -1,4 +1,4 @@
-"""controller.fetch against a real HTTP server on 127.0.0.1 and real files: no mocks, no libvirt.
+"""controller.images against a real HTTP server on 127.0.0.1 and real files: no mocks, no libvirt.
 
 Faults come from tests/support/httpserver.py (stalls, truncation, no Range support, 404,
 a server that never answers), from real processes killed with SIGKILL, and from a small
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.fetch import (
+from controller.images import (
     BadInput,
     CacheError,
     ChecksumMismatch,
@@ -69,7 +69,8 @@ def test_downloads_verifies_and_caches_by_sha256(http_server: FileServer, cache:
     got = fetch_image(url=http_server.url("disk.img"), sha256=sha.upper(), cache_dir=cache)
     assert got.path == cache / sha
     assert got.path.read_bytes() == data
-    assert (got.size, got.sha256, got.transferred, got.resumed_from) == (len(data), sha, len(data), 0)
+    assert (got.size, got.sha256, got.transferred, got.resumed_from) == (
+        len(data), sha, len(data), 0)
     assert got.path.stat().st_mode & 0o777 == 0o444
     assert _leftovers(cache) == {sha, f"{sha}.ok"}
     [seen] = http_server.requests
@@ -271,7 +272,7 @@ def test_file_changed_on_the_server_restarts_through_if_range(http_server: FileS
 _CHILD = """
 import json, sys
 from pathlib import Path
-from controller.fetch import FetchError, fetch_image
+from controller.images import FetchError, fetch_image
 try:
     got = fetch_image(url=sys.argv[1], sha256=sys.argv[2], cache_dir=Path(sys.argv[3]),
                       stall_timeout=30)
