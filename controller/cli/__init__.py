@@ -34,11 +34,23 @@ from .parser import (
 __all__ = ["host_options", "main", "main_parser", "once_exit_code"]
 
 
+class _JournalFormatter(logging.Formatter):
+    """Under journald: "<N>LEVEL message", where <N> is the line's syslog priority
+    (sd-daemon(3)); journald strips it into PRIORITY, so `journalctl -p warning` works."""
+
+    PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+                  logging.CRITICAL: 2}
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = self.PRIORITIES.get(record.levelno, 6)
+        return f"<{priority}>{super().format(record)}"
+
+
 def _setup_logging(verbosity: int, *, default: int = logging.WARNING) -> None:
     level = {0: default, 1: min(default, logging.INFO)}.get(verbosity, logging.DEBUG)
     handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):
-        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        handler.setFormatter(_JournalFormatter("%(levelname)s %(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s reconcile %(levelname)s %(message)s",
                                                "%H:%M:%S"))

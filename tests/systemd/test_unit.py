@@ -310,3 +310,8 @@ def test_the_journal_has_one_line_per_event(unit: Unit, prefix: str) -> None:
                                                                     strict=True)), about
     invalid = [line for line in lines if "bad.yaml" in line]
     assert len(invalid) == 1 and invalid[0].startswith("ERROR invalid manifest bad.yaml"), lines
+    # Each line's level is the journal's PRIORITY too: `journalctl -p err` finds errors.
+    priorities = {"DEBUG": "7", "INFO": "6", "WARNING": "4", "ERROR": "3", "CRITICAL": "2"}
+    for entry in entries:
+        level = str(entry["MESSAGE"]).split(" ", 1)[0]
+        assert entry["PRIORITY"] == priorities[level], entry
