@@ -24,9 +24,11 @@ def main(argv: list[str]) -> int:
                         help="mean seconds between faults (default 5)")
     parser.add_argument("--resync", type=float, default=30.0,
                         help="the service's --resync (default 30)")
-    parser.add_argument("--bound", type=float, default=180.0,
+    parser.add_argument("--bound", type=float, default=300.0,
                         help="seconds every VM must converge within after the last fault")
     parser.add_argument("--report", type=Path, help="also write the summary to this file")
+    parser.add_argument("--keep", type=Path,
+                        help="keep the step log, the processes' logs and the faults here")
     parser.add_argument("--unshared-locks", action="store_true",
                         help="a self-test of the checks: the --once runs get a lock folder "
                              "of their own; expect interleaved plans to be reported")
@@ -40,7 +42,8 @@ def main(argv: list[str]) -> int:
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     options = Options(minutes=args.minutes, vms=args.vms, seed=args.seed,
                       mean_gap=args.mean_gap, resync=args.resync, bound=args.bound,
-                      report=args.report, unshared_locks=args.unshared_locks)
+                      report=args.report, keep=args.keep,
+                      unshared_locks=args.unshared_locks)
     return Soak(options).run()
 
 
