@@ -47,6 +47,7 @@ class Figures:
     final: float | None = None  # seconds from the last fault until every VM converged
     step_events: int = 0
     processes: tuple[int, int] = (0, 0)  # service incarnations, --once runs
+    notes: Counter[str] = field(default_factory=Counter)  # what the harness had to do
     violations: list[str] = field(default_factory=list)
 
     def render(self, settings: Settings, *, seed: int) -> str:
@@ -79,6 +80,8 @@ class Figures:
                else "NOT within the bound"),
             f"step events {self.step_events}; service incarnations {self.processes[0]}; "
             f"--once runs {self.processes[1]}",
+            "harness notes: " + (", ".join(f"{text}: {count}" for text, count in
+                                             sorted(self.notes.items())) or "none"),
             f"invariant violations: {len(self.violations)}",
         ]
         lines += [f"    {text}" for text in self.violations]

@@ -19,6 +19,8 @@ import json
 import random
 import secrets
 import shutil
+import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -29,7 +31,7 @@ from pathlib import Path
 import libvirt
 
 from tests.reliability.support import Event, kill_libvirtd
-from tests.service.support import Sandbox
+from tests.service.support import Sandbox, remove_domain
 
 from . import checks
 from .fleet import Libvirt, Seen, matches
@@ -254,12 +256,9 @@ class Soak:
         if fault.kind in ("restart-libvirtd", "kill-libvirtd"):
             current = self.services.current
             connected = len(current.process.matching(r"connected to "))
-            if fault.kind == "kill-libvirtd":
-                kill_libvirtd(self.sandbox)
-            else:
-                self.sandbox.stop_daemon()
+            self._stop_libvirtd(kill=fault.kind == "kill-libvirtd")
             self._stop.wait(fault.down)
-            self.sandbox.start_daemon()
+            self._start_libvirtd()
             threading.Thread(target=self._reconnected, args=(current, connected, time.time()),
                              daemon=True).start()
             return True
@@ -272,6 +271,30 @@ class Soak:
             self.services.reload()
             return True
         raise AssertionError(f"unknown fault {fault.kind}")
+
+    def _stop_libvirtd(self, *, kill: bool) -> None:
+        """SIGKILL, or SIGTERM and a SIGKILL if libvirtd is not gone within 60 s (its
+        shutdown with 40 guests on a loaded machine took longer than 30 s once)."""
+        daemon = self.sandbox.daemon
+        assert daemon is not None and daemon.poll() is None
+        if kill:
+            kill_libvirtd(self.sandbox)
+            return
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.figures.notes["libvirtd took over 60 s to stop on SIGTERM: SIGKILLed"] += 1
+            daemon.kill()
+            daemon.wait(timeout=60)
+        self.sandbox.daemon = None
+
+    def _start_libvirtd(self) -> None:
+        try:
+            self.sandbox.start_daemon()  # waits 30 s for it to answer
+        except AssertionError:
+            self.figures.notes["libvirtd took over 30 s to answer after a start"] += 1
+            self.sandbox.wait_answering(timeout=300)
 
     def _reconnected(self, current: Incarnation, count: int, up: float) -> None:
         try:
@@ -339,7 +362,9 @@ class Soak:
                 self._on_vm(name, "edit (restore)", at)
                 last_fault = max(last_fault, at)
         self._keep_up()
-        self.sandbox.ensure_running()
+        if self.sandbox.daemon is None or self.sandbox.daemon.poll() is not None:
+            self.sandbox.daemon = None
+            self._start_libvirtd()
         deadline = last_fault + self.options.bound
         while time.time() < deadline:
             since = self.converged_since
@@ -422,6 +447,10 @@ class Soak:
             monitor.start()
             last_fault = self.chaos_phase()
             self.finish(last_fault)
+        except BaseException:
+            print("soak: the harness failed; the figures so far:", flush=True)
+            print(self.figures.render(self.options, seed=self.options.seed), flush=True)
+            raise
         finally:
             self._stop.set()
             if monitor.is_alive():
@@ -459,8 +488,17 @@ class Soak:
             current = self.services.current
             if current.process.proc.poll() is None:
                 current.process.stop()
-        self.chaos.close()
-        self.sandbox.close()  # removes every domain of the private libvirtd
+        try:
+            if self.sandbox.daemon is None or self.sandbox.daemon.poll() is not None:
+                self.sandbox.daemon = None
+                self._start_libvirtd()  # its guests are removed through it
+            self.chaos.close()
+            for name in list(self.chaos.read_all(self.prefix)):
+                remove_domain(self.chaos.conn, name)
+            self.chaos.close()
+            self._stop_libvirtd(kill=False)
+        finally:
+            self.sandbox.close()  # virtlogd, the folders (and any domain still there)
         shutil.rmtree(self.base, ignore_errors=True)
 
 
