@@ -22,7 +22,7 @@ from .virt import Hypervisor
 
 NO_CONTEXT = StepContext()
 STORAGE_ACTIONS = frozenset({Action.IMPORT_IMAGE, Action.CREATE_VOLUME, Action.GROW_VOLUME,
-                             Action.DELETE_VOLUME})
+                             Action.CREATE_SEED, Action.DELETE_VOLUME})
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState

@@ -46,6 +46,7 @@ class Action(enum.Enum):
     IMPORT_IMAGE = "import-image"  # an Image's own plan, before any VM's
     CREATE_VOLUME = "create-volume"
     GROW_VOLUME = "grow-volume"
+    CREATE_SEED = "create-seed"  # a cloud-init seed volume, built and uploaded
     SET_MEMORY = "set-memory"
     MIGRATE = "migrate"  # a live move to another host; only in a move plan
     SHUTDOWN = "shutdown"
@@ -133,6 +134,21 @@ class ImageSpec:
 
 
 @dataclass(frozen=True)
+class CloudInit:
+    """A VM's first-boot configuration, as the NoCloud seed will hold it. `meta_data` and
+    `network_config` are canonical JSON (so the spec stays a comparable value); user data
+    may hold secrets and is never printed."""
+
+    user_data: str = ""
+    meta_data: str = "{}"
+    network_config: str | None = None
+    pool: str = "default"
+
+    def __repr__(self) -> str:  # never show user data
+        return f"CloudInit(pool={self.pool!r}, ...)"
+
+
+@dataclass(frozen=True)
 class VMSpec:
     """One valid VirtualMachine manifest document, defaults applied, sizes in KiB."""
 
@@ -156,6 +172,7 @@ class VMSpec:
     interfaces: tuple[Interface, ...] = ()
     host: str | None = None  # a named host; None: the -c connection
     move_strategy: MoveStrategy = MoveStrategy.COLD
+    cloud_init: CloudInit | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +195,8 @@ class DomainConfig:
     source: str | None = None  # the manifest file named by the ownership mark, if any
     #: the volumes reconcile created for this domain (pool, name), kept in its mark
     created_volumes: tuple[tuple[str, str], ...] = ()
+    seed: tuple[str, str] | None = None  # the cloud-init seed cdrom's (pool, volume)
+    efi: bool = False  # the firmware is UEFI (a seed cdrom then goes on virtio-scsi)
     #: devices a manifest cannot describe, kept as they are: "disk vdb: a block disk (/dev/x)"
     kept: tuple[str, ...] = ()
 
@@ -231,6 +250,7 @@ class Step:
     to_host: str | None = None  # migrate: the destination host
     volume: VolumeWant | None = None  # create-volume, grow-volume, delete-volume
     image: ImageSpec | None = None  # import-image
+    seed: SeedWant | None = None  # create-seed
 
     def to_json(self) -> dict[str, str]:
         return {"action": self.action.value, "reason": self.reason}
@@ -249,6 +269,22 @@ class VolumeWant:
     copy_of: tuple[str, str] | None = None  # (pool, volume)
     target: str | None = None  # the disk's target, to grow it live
     live: bool = False  # grow-volume: through the running domain
+
+
+@dataclass(frozen=True)
+class SeedWant:
+    """A cloud-init seed volume as a create-seed step builds it. Holds the user data:
+    never printed (see __repr__)."""
+
+    pool: str
+    volume: str
+    content_sha256: str
+    user_data: str
+    meta_data: str  # canonical JSON, instance-id and local-hostname merged in
+    network_config: str | None
+
+    def __repr__(self) -> str:
+        return f"SeedWant({self.pool}/{self.volume}, sha256:{self.content_sha256[:12]})"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ the VM's lock; everything read afresh (or from a listing the caller may trust).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from .hosts import Host, Hosts
@@ -13,6 +14,7 @@ from .model import ImageSpec, Observed, VMSpec, VolumeInfo
 from .planner import Copy, Machines, Situation
 from .planner.storage import StorageView
 from .virt import Listing
+from .virt.storagexml import marker_name
 
 
 def observe(spec: VMSpec, host: Host, hosts: Hosts, listing: Listing | None, *,
@@ -38,7 +40,7 @@ def storage_of(spec: VMSpec, host: Host, here: Observed, images: Mapping[str, Im
     not imported yet is one this pass plans to import (images go first)."""
     keyed = [((disk.pool, disk.volume), disk.image) for disk in spec.disks
              if disk.volume and disk.pool]
-    if not keyed:
+    if not keyed and spec.cloud_init is None:
         return None
     storage = host.hypervisor.storage
     volumes: dict[tuple[str, str], VolumeInfo | None] = {
@@ -54,9 +56,15 @@ def storage_of(spec: VMSpec, host: Host, here: Observed, images: Mapping[str, Im
     live = frozenset(disk.target for disk in here.live.disks) if here.live else frozenset()
     planned = frozenset(name for name, volume in image_volumes.items()
                         if dry_run and (volume is None or volume.partial))
+    seeds: frozenset[str] = frozenset()
+    if spec.cloud_init is not None:
+        names = set(storage.volume_names(spec.cloud_init.pool))
+        mine = re.compile(re.escape(spec.name) + r"\.cidata-[0-9a-f]{12}\.iso\Z")
+        seeds = frozenset(name for name in names if mine.match(name)
+                          and marker_name(name) not in names)
     return StorageView(volumes=volumes, images={name: images[name] for name in wanted},
                        image_volumes=image_volumes, live_targets=live,
-                       planned_imports=planned)
+                       planned_imports=planned, seeds=seeds)
 
 
 def copies_elsewhere(name: str, target: Host, hosts: Hosts) -> list[Copy]:

@@ -10,6 +10,7 @@ and comparing again: what lands in the pool is what was verified.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,8 @@ def run_storage_step(hypervisor: Hypervisor, name: str, step: Step,
             storage.grow_live(name, want.target, want.capacity)
         else:
             storage.grow(want.pool, want.name, want.capacity)
+    elif step.action is Action.CREATE_SEED:
+        _seed(hypervisor, step)
     elif step.action is Action.DELETE_VOLUME:
         assert want is not None
         storage.delete(want.pool, want.name)
@@ -84,6 +87,31 @@ def _import(hypervisor: Hypervisor, step: Step, context: StepContext) -> None:
     hypervisor.storage.ensure_pool(image.pool)
     hypervisor.storage.upload(image.pool, image.volume, path=str(fetched.path),
                               format=image.format, sha256=image.sha256, check=Check.SENT)
+
+
+def _seed(hypervisor: Hypervisor, step: Step) -> None:
+    """Build the NoCloud ISO in memory (pure Python, deterministic) and upload it, readable
+    by root only where the pool allows it: user data may hold secrets."""
+    import json
+    import tempfile
+
+    from .cloudinit import SeedError, build_seed
+
+    want = step.seed
+    assert want is not None
+    try:
+        seed = build_seed(user_data=want.user_data, meta_data=json.loads(want.meta_data),
+                          network_config=json.loads(want.network_config)
+                          if want.network_config else None)
+    except SeedError as error:
+        raise PermanentError(f"seed {want.volume}: {error}") from error
+    hypervisor.storage.ensure_pool(want.pool)
+    with tempfile.NamedTemporaryFile(prefix="reconcile-seed-", suffix=".iso") as file:
+        os.fchmod(file.fileno(), 0o600)
+        file.write(seed.data)
+        file.flush()
+        hypervisor.storage.upload(want.pool, want.volume, path=file.name, format="raw",
+                                  sha256=seed.sha256, check=Check.SENT, mode=0o600)
 
 
 def _close(progress: Progress | None) -> None:

@@ -37,6 +37,7 @@ from ..model import DomainConfig, VMSpec
 from .disks import apply_disks, read_disks
 from .interfaces import apply_interfaces, read_interfaces
 from .memory import apply_memory, apply_vcpus, memory_kib, set_memory
+from .seed import apply_seed, is_efi, read_seed
 from .xmlutil import MANAGED_TAG, child, created_volumes, mark_managed, serialize, text_of
 
 
@@ -68,6 +69,7 @@ def parse_domain(xml: str) -> DomainConfig:
                     disk_elements.append(device)
                 elif device.tag == "interface":
                     interface_elements.append(device)
+    devices = first.get("devices")
     disks, kept = read_disks(disk_elements)
     interfaces, kept_interfaces = read_interfaces(interface_elements)
     memory = memory_kib(first.get("memory"))
@@ -89,16 +91,21 @@ def parse_domain(xml: str) -> DomainConfig:
         owner=mark.get("host") if mark is not None else None,
         source=mark.get("source") if mark is not None else None,
         created_volumes=created_volumes(mark),
+        seed=read_seed(list(devices)) if devices is not None else None,
+        efi=is_efi(root),
         kept=tuple(kept + kept_interfaces),
     )
 
 
 def build_domain(spec: VMSpec, base_xml: str | None = None, *,
-                 created: tuple[tuple[str, str], ...] = ()) -> str:
+                 created: tuple[tuple[str, str], ...] = (),
+                 seed: tuple[str, str] | None = None) -> str:
     """The XML to define for `spec`: `base_xml` (the saved definition) edited, or a new domain.
 
     The base keeps its UUID unless the spec pins one, and its interfaces keep
     their MACs unless the spec pins them. Only values that differ are written.
+    `created` are volumes reconcile made for the domain (recorded in its mark);
+    `seed` is the cloud-init seed cdrom's (pool, volume).
     """
     root = ET.fromstring(base_xml) if base_xml else _skeleton(spec)
     if root.get("type") != spec.type:
@@ -126,6 +133,8 @@ def build_domain(spec: VMSpec, base_xml: str | None = None, *,
     devices = child(root, "devices")
     apply_disks(devices, spec.disks)
     apply_interfaces(devices, spec.interfaces)
+    if seed is not None or spec.cloud_init is None:
+        apply_seed(root, seed)  # None with cloudInit set: keep the seed cdrom as it is
     return serialize(root, base_xml)
 
 

@@ -32,6 +32,7 @@ from ..model import (
     Step,
     VMSpec,
 )
+from .seed import plan_seed, seed_cleanup_on_removal
 from .storage import StorageView, plan_storage
 from .vm import Machines, plan, removal_steps
 
@@ -78,16 +79,25 @@ def plan_placement(spec: VMSpec, situation: Situation) -> Plan:
 def plan_here(spec: VMSpec, situation: Situation) -> Plan:
     """The VM on its own host: its storage steps (storage.py), then its domain's."""
     view = situation.storage
-    if view is None or spec.state is DesiredState.ABSENT:
+    if view is None:
         return plan(spec, situation.here, machines=situation.machines)
+    if spec.state is DesiredState.ABSENT:
+        gone = plan(spec, situation.here, machines=situation.machines)
+        if gone.conflict:
+            return gone
+        return replace(gone, steps=gone.steps + seed_cleanup_on_removal(spec, view.seeds))
     storage = plan_storage(spec, view)
     if storage.failure:
         return Plan(failure=storage.failure, terminal=storage.terminal)
-    there = plan(spec, situation.here, machines=situation.machines, created=storage.created)
+    seed = plan_seed(spec, situation.here, view.seeds) if spec.cloud_init else None
+    there = plan(spec, situation.here, machines=situation.machines, created=storage.created,
+                 seed=seed)
     if there.conflict:
         return there
     notes = [*storage.notes, *([there.note] if there.note else [])]
-    return replace(there, steps=storage.steps + there.steps, note="; ".join(notes) or None)
+    before = storage.steps + (seed.steps if seed else ())
+    after = seed.cleanup if seed else ()
+    return replace(there, steps=before + there.steps + after, note="; ".join(notes) or None)
 
 
 def plan_move(spec: VMSpec, situation: Situation) -> Plan:

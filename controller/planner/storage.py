@@ -33,6 +33,7 @@ class StorageView:
     live_targets: frozenset[str] = frozenset()  # disks the running domain has now
     #: a dry run: the images whose import this pass plans (not there yet; shown as if)
     planned_imports: frozenset[str] = frozenset()
+    seeds: frozenset[str] = frozenset()  # the VM's complete seed volumes in its seed pool
 
 
 @dataclass(frozen=True)

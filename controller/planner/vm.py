@@ -17,6 +17,7 @@ What is compared:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from .. import domainxml
 from ..model import (
@@ -34,6 +35,7 @@ from ..model import (
     VMSpec,
 )
 from ..units import format_kib, round_up_mib
+from .seed import SeedPlan
 from .storage import delete_steps
 
 #: Machine aliases ('pc') to libvirt's canonical names ('pc-i440fx-7.2'), as the
@@ -45,13 +47,14 @@ Created = tuple[tuple[str, str], ...]
 
 
 def plan(spec: VMSpec, observed: Observed, *, machines: Machines | None = None,
-         created: Created = ()) -> Plan:
+         created: Created = (), seed: SeedPlan | None = None) -> Plan:
     """The ordered steps that take `observed` to `spec`, each with its reason.
 
     `created`: the volumes (pool, name) the VM's storage steps create before these
-    steps run: the definition records them in its ownership mark."""
+    steps run: the definition records them in its ownership mark. `seed`: the
+    cloud-init seed the definition attaches (seed.py)."""
     if not observed.exists:
-        return _plan_create(spec, "the domain does not exist", created)
+        return _plan_create(spec, "the domain does not exist", created, seed)
     if not observed.managed and not spec.adopt:
         return Plan(conflict=(
             f"domain '{spec.name}' exists and is not managed by reconcile; "
@@ -62,14 +65,17 @@ def plan(spec: VMSpec, observed: Observed, *, machines: Machines | None = None,
     saved = observed.saved
     assert saved is not None  # an existing domain always has a definition
     if spec.uuid and spec.uuid.lower() != saved.uuid:
-        return _plan_replace(spec, observed, saved, created)
-    return _plan_update(spec, observed, saved, machines or {}, created)
+        return _plan_replace(spec, observed, saved, created, seed)
+    return _plan_update(spec, observed, saved, machines or {}, created, seed)
 
 
-def _plan_create(spec: VMSpec, reason: str, created: Created) -> Plan:
+def _plan_create(spec: VMSpec, reason: str, created: Created, seed: SeedPlan | None) -> Plan:
     if spec.state is DesiredState.ABSENT:
         return Plan()
-    steps = [Step(Action.DEFINE, reason, xml=domainxml.build_domain(spec, created=created))]
+    if seed is not None and not spec.uuid:
+        spec = replace(spec, uuid=seed.uuid)  # the seed's instance-id is this UUID
+    steps = [Step(Action.DEFINE, reason, xml=domainxml.build_domain(
+        spec, created=created, seed=seed.seed if seed else None))]
     if spec.autostart:
         steps.append(Step(Action.AUTOSTART, "autostart is wanted", autostart=True))
     if spec.state is DesiredState.RUNNING:
@@ -105,7 +111,7 @@ def _plan_remove(observed: Observed, spec: VMSpec, reason: str) -> Plan:
 
 
 def _plan_replace(spec: VMSpec, observed: Observed, saved: DomainConfig,
-                  created: Created) -> Plan:
+                  created: Created, seed: SeedPlan | None) -> Plan:
     """A pinned UUID that differs: the old domain goes, a new one is defined."""
     change = Change("uuid", saved.uuid, spec.uuid.lower() if spec.uuid else "", needs_restart=True)
     reason = f"{change}: the domain must be replaced"
@@ -115,7 +121,8 @@ def _plan_replace(spec: VMSpec, observed: Observed, saved: DomainConfig,
     removal = _plan_remove(observed, spec, reason)
     steps = list(removal.steps)
     steps.append(Step(Action.DEFINE, reason,
-                      xml=domainxml.build_domain(spec, observed.saved_xml, created=created)))
+                      xml=domainxml.build_domain(spec, observed.saved_xml, created=created,
+                                                 seed=seed.seed if seed else None)))
     if spec.autostart:
         steps.append(Step(Action.AUTOSTART, "autostart is wanted", autostart=True))
     if spec.state is DesiredState.RUNNING:
@@ -124,7 +131,7 @@ def _plan_replace(spec: VMSpec, observed: Observed, saved: DomainConfig,
 
 
 def _plan_update(spec: VMSpec, observed: Observed, saved: DomainConfig,
-                 machines: Machines, created: Created) -> Plan:
+                 machines: Machines, created: Created, seed: SeedPlan | None) -> Plan:
     changes = _config_changes(spec, saved, machines)
     restart_changes: list[Change] = []
     if observed.power.active and observed.live is not None:
@@ -171,12 +178,15 @@ def _plan_update(spec: VMSpec, observed: Observed, saved: DomainConfig,
                       if (pool, name) not in saved.created_volumes]
         if unrecorded:
             define_reasons.append(f"ownership mark: created {', '.join(unrecorded)}")
+    if seed is not None and seed.reason:
+        define_reasons.append(seed.reason)
     if not observed.persistent:
         define_reasons.append("the domain is transient: make it persistent")
     if define_reasons:
         steps.append(Step(
             Action.DEFINE, ", ".join(define_reasons),
-            xml=domainxml.build_domain(spec, observed.saved_xml, created=created),
+            xml=domainxml.build_domain(spec, observed.saved_xml, created=created,
+                                       seed=seed.seed if seed else None),
         ))
 
     if observed.autostart != spec.autostart:

@@ -22,7 +22,7 @@ from . import pools, transfer, volumes
 from .connection import Connection
 from .errors import translate
 from .pools import DEFAULT_POOL, DEFAULT_POOL_PATH, ensure_default_pool, ensure_pool, pool_info
-from .storage_errors import PoolNotFound, PoolUnusable
+from .storage_errors import PoolNotFound, PoolUnusable, translate_storage
 from .storagexml import Ensured
 from .transfer import Check, download_volume, transfer_volume, upload_volume, volume_sha256
 from .volumes import (
@@ -72,6 +72,18 @@ class Storage:
                 return volumes.volume_info(conn, pool=pool, name=name)
             except (PoolNotFound, PoolUnusable):
                 return None
+
+    def volume_names(self, pool: str) -> list[str]:
+        """The names of the pool's volumes (one call), [] when the pool is missing or
+        inactive."""
+        with self._conn() as conn:
+            self._c.calls += 3
+            try:
+                handle = pools.active_pool(conn, pool)
+            except (PoolNotFound, PoolUnusable):
+                return []
+            with translate_storage(f"cannot list the volumes of pool {pool!r}"):
+                return list(handle.listVolumes())
 
     def users(self, path: str) -> list[str]:
         """The domains with a disk on the volume at `path` (by file or pool/volume)."""
