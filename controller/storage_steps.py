@@ -31,6 +31,7 @@ class StepContext:
 
     images_dir: Path | None = None
     progress: Callable[[str], Progress | None] | None = None
+    download_timeout: float = 60.0  # no byte for this long: the download fails
 
 
 def run_storage_step(hypervisor: Hypervisor, name: str, step: Step,
@@ -74,7 +75,7 @@ def _import(hypervisor: Hypervisor, step: Step, context: StepContext) -> None:
     progress = context.progress(image.name) if context.progress else None
     try:
         fetched = fetch_image(url=image.url, sha256=image.sha256, cache_dir=context.images_dir,
-                              progress=progress)
+                              progress=progress, stall_timeout=context.download_timeout)
     except FetchError as error:
         _close(progress)
         # A download that may work later is retried by the next pass (or the service's

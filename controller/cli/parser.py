@@ -88,6 +88,10 @@ def main_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lock-dir", metavar="DIR", default=None,
                         help="where the per-VM lock files live (default: $RECONCILE_LOCK_DIR, "
                              "else /run/reconcile/locks as root)")
+    parser.add_argument("--download-timeout", metavar="SECONDS", type=_positive_float,
+                        default=60.0,
+                        help="an image download that delivers no byte for this long fails "
+                             "(default: 60)")
     parser.add_argument("--step-log", metavar="FILE", default=None,
                         help="append one JSON line per libvirt step (start and done) to FILE; "
                              "several processes may share it")
