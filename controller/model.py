@@ -51,6 +51,7 @@ class Action(enum.Enum):
     MIGRATE = "migrate"  # a live move to another host; only in a move plan
     SHUTDOWN = "shutdown"
     DESTROY = "destroy"
+    COPY_VOLUME = "copy-volume"  # a cold move: a volume from the source host to the target
     UNDEFINE = "undefine"
     DEFINE = "define"
     AUTOSTART = "autostart"
@@ -251,6 +252,8 @@ class Step:
     volume: VolumeWant | None = None  # create-volume, grow-volume, delete-volume
     image: ImageSpec | None = None  # import-image
     seed: SeedWant | None = None  # create-seed
+    #: migrate: the target's volumes the migration copies the disks into (made first)
+    volumes: tuple[VolumeWant, ...] = ()
 
     def to_json(self) -> dict[str, str]:
         return {"action": self.action.value, "reason": self.reason}
@@ -267,8 +270,11 @@ class VolumeWant:
     capacity: int | None = None
     backing: Backing | None = None
     copy_of: tuple[str, str] | None = None  # (pool, volume)
-    target: str | None = None  # the disk's target, to grow it live
+    target: str | None = None  # the disk's target, to grow it live (or to migrate it)
     live: bool = False  # grow-volume: through the running domain
+    #: create-volume: only clear the partial marker of a volume a running domain already
+    #: uses (a live move that ended before its marker was cleared)
+    finish: bool = False
 
 
 @dataclass(frozen=True)

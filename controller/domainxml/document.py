@@ -138,11 +138,16 @@ def build_domain(spec: VMSpec, base_xml: str | None = None, *,
     return serialize(root, base_xml)
 
 
-def mark_owner(xml: str, host: str | None, source: str | None) -> str:
+def mark_owner(xml: str, host: str | None, source: str | None, *,
+               created: tuple[tuple[str, str], ...] = (),
+               seed: tuple[str, str] | None = None) -> str:
     """`xml` with the ownership mark naming `host` and the manifest file `source`: a
-    definition arriving on a new host."""
+    definition arriving on a new host. `created`: volumes the move creates there (added
+    to the mark); `seed`: the cloud-init seed cdrom it attaches there, if not None."""
     root = ET.fromstring(xml)
-    mark_managed(root, host, source)
+    mark_managed(root, host, source, created)
+    if seed is not None:
+        apply_seed(root, seed)
     return serialize(root, xml)
 
 
