@@ -14,6 +14,7 @@ its host.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -140,8 +141,13 @@ def _not_applied(disk: Disk, have: VolumeInfo, view: StorageView) -> str | None:
     if disk.image is None:
         return None
     base = view.image_volumes.get(disk.image)
-    backed_by_image = (have.backing is not None and base is not None
-                       and have.backing.path == base.path)
+    image = view.images.get(disk.image)
+    if base is None and image is not None:  # not looked up (the volume exists): by name
+        backed_by_image = (have.backing is not None
+                           and posixpath.basename(have.backing.path) == image.volume)
+    else:
+        backed_by_image = (have.backing is not None and base is not None
+                           and have.backing.path == base.path)
     if disk.copy and have.backing is not None:
         how = "is an overlay, not a copy of image " + disk.image
     elif not disk.copy and not backed_by_image:

@@ -4,9 +4,10 @@ NOTIFY_SOCKET of our own, manifests, and waiting on conditions with deadlines.
 The private libvirtd ("sandbox") runs in its own mount namespace, with private /run,
 /var/lib/libvirt, /var/cache/libvirt, /var/log/libvirt, /etc/libvirt/qemu,
 /etc/libvirt/storage and /etc/libvirt/secrets (else a pool it defines is written into
-the real host's /etc/libvirt/storage), and its socket in a folder of ours. It is a real libvirtd with real QEMU guests, but it holds only
-this suite's domains, so a `--prune` service cannot touch another run's domains, and it can
-be stopped and started (a daemon restart) without disturbing anyone else's tests.
+the real host's /etc/libvirt/storage), and its socket in a folder of ours. It is a real
+libvirtd with real QEMU guests, but it holds only this suite's domains, so a `--prune`
+service cannot touch another run's domains, and it can be stopped and started (a daemon
+restart) without disturbing anyone else's tests.
 """
 
 from __future__ import annotations
