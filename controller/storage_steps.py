@@ -130,7 +130,8 @@ def copy_to(source: Hypervisor, target: Hypervisor, step: Step) -> None:
     want = step.volume
     assert want is not None
     target.storage.ensure_pool(want.pool)
-    source.storage.carry_to(target.storage, want.pool, want.name)
+    source.storage.carry_to(target.storage, want.pool, want.name,
+                            where=f"host {step.to_host or '(-c)'}")
 
 
 def migrate_with_volumes(source: Hypervisor, target: Hypervisor, name: str,

@@ -141,13 +141,15 @@ class Storage:
                                           format=format, sha256=sha256, check=check,
                                           mode=mode)
 
-    def carry_to(self, target: Storage, pool: str, name: str) -> Ensured:
-        """A cold move: this host's complete volume on `target`, in the same pool, copied
-        and verified (carry.py); one call slot on each host meanwhile."""
+    def carry_to(self, target: Storage, pool: str, name: str, *,
+                 where: str | None = None) -> Ensured:
+        """A cold move: this host's complete volume on `target` (named `where` in
+        messages), in the same pool, copied and verified (carry.py); one call slot on
+        each host meanwhile."""
         with self._conn() as conn, target._conn() as there:
             self._c.calls += 12
             return carry.carry_volume(source=conn, target=there, pool=pool, name=name,
-                                      where=target._c.uri or "the target host")
+                                      where=where or target._c.uri or "the target host")
 
     @contextmanager
     def receiving(self, wants: Sequence[VolumeWant]) -> Iterator[Callable[[], None]]:

@@ -17,9 +17,13 @@ from pathlib import Path
 import libvirt
 import pytest
 
+from controller.model import Backing
+from controller.virt.carry import carry_volume
+from controller.virt.pools import ensure_default_pool
+from controller.virt.storage_errors import VolumeConflict
 from controller.virt.storagexml import marker_name
 from controller.virt.transfer import volume_sha256
-from controller.virt.volumes import volume_info
+from controller.virt.volumes import create_volume, volume_info
 from tests.waiting import wait_until
 
 from .conftest import Hosts
@@ -171,6 +175,65 @@ def test_an_image_on_a_remote_host_a_vm_from_it_and_a_cold_move_that_carries_its
     assert code == 0, err
     assert _results(report)[name] == ("unchanged", "kvm-2")
 
+    # back to kvm-1, which kept the old copies; the data changed on kvm-2 meanwhile
+    _fill(two, f"{name}-data", os.urandom(MIB))
+    old_data = volume_sha256(one, pool=POOL, name=f"{name}-data")
+    _manifest(tree, "cold", "kvm-1", state="stopped", image=image)
+    code, report, err = tree.once()
+    assert code == 1
+    vms = report["vms"]
+    assert isinstance(vms, list)
+    (failed,) = [vm for vm in vms if vm["name"] == name]
+    assert (failed["result"], failed["host"]) == ("failed", "kvm-1")
+    assert (f"volume '{name}-data' in pool 'default' exists on host kvm-1 with other "
+            "content" in failed["error"]) and "never overwritten" in failed["error"]
+    assert volume_sha256(one, pool=POOL, name=f"{name}-data") == old_data  # untouched
+    assert _where(hosts, name) == {"kvm-2": ("stopped", uuid)}
+    one.storagePoolLookupByName(POOL).storageVolLookupByName(f"{name}-data").delete(0)
+
+    code, report, err = tree.once()  # the old copy gone: the move goes on
+    assert code == 0, err
+    steps = [(step["action"], step["reason"])
+             for step in _vm(report, name)["steps"]]  # type: ignore[attr-defined]
+    assert [action for action, _ in steps] == ["copy-volume", "copy-volume", "define",
+                                               "undefine"]
+    assert "compared with kvm-2's before use" in steps[0][1]  # the unchanged root
+    assert _where(hosts, name) == {"kvm-1": ("stopped", uuid)}
+    for volume in (f"{name}-root", f"{name}-data"):
+        _complete_and_same(hosts, volume, source="kvm-2", target="kvm-1")
+
+
+def _vm(report: dict[str, object], name: str) -> dict[str, object]:
+    vms = report["vms"]
+    assert isinstance(vms, list)
+    found: dict[str, object] = next(vm for vm in vms if vm["name"] == name)
+    return found
+
+
+def test_an_overlay_is_never_copied_to_a_host_without_its_image(
+        hosts: Hosts, prefix: str) -> None:
+    """The copy's own check, below the planner's: a broken backing chain never lands."""
+    one, two = hosts["kvm-1"].conn(), hosts["kvm-2"].conn()
+    for conn in (one, two):
+        ensure_default_pool(conn)
+    image = f"{prefix}img.qcow2"
+    try:
+        base = create_volume(one, pool=POOL, name=image, capacity=4 * MIB)
+        create_volume(one, pool=POOL, name=f"{prefix}ov", capacity=8 * MIB,
+                      backing=Backing(base.volume.path, "qcow2"))
+        with pytest.raises(VolumeConflict, match="copying it would break its backing chain"):
+            carry_volume(source=one, target=two, pool=POOL, name=f"{prefix}ov",
+                         where="kvm-2")
+        create_volume(two, pool=POOL, name=image, capacity=4 * MIB, format="raw")
+        with pytest.raises(VolumeConflict, match="would give it another backing file"):
+            carry_volume(source=one, target=two, pool=POOL, name=f"{prefix}ov",
+                         where="kvm-2")
+        assert _volumes(two, prefix) == {image}  # nothing of the overlay, no marker
+    finally:
+        for conn in (one, two):
+            for name in _volumes(conn, prefix):
+                conn.storagePoolLookupByName(POOL).storageVolLookupByName(name).delete(0)
+
 
 def test_a_cold_move_killed_during_the_copy_is_finished_and_never_attaches_a_partial_copy(
         tree: Tree, hosts: Hosts) -> None:
@@ -200,7 +263,8 @@ def test_a_cold_move_killed_during_the_copy_is_finished_and_never_attaches_a_par
     code, report, err = tree.once()
     assert code == 0, err
     assert _results(report)[name] == ("converged", "kvm-3")
-    steps = [(step["action"], step["reason"]) for step in report["vms"][0]["steps"]]  # type: ignore[index]
+    steps = [(step["action"], step["reason"])
+             for step in _vm(report, name)["steps"]]  # type: ignore[attr-defined]
     assert [action for action, _ in steps] == ["copy-volume", "define", "undefine"]
     assert steps[0][1].endswith("(an interrupted copy is made again)")
     assert _where(hosts, name) == {"kvm-3": ("stopped", uuid)}
@@ -228,11 +292,10 @@ def test_a_running_guest_with_volumes_moves_live_its_disks_copied(
     _manifest(tree, "live", "kvm-3", state="running", move="live", image=image)
     code, report, err = tree.once()
     assert code == 0, err
-    vms = report["vms"]
-    assert isinstance(vms, list)
-    vm = next(vm for vm in vms if vm["name"] == name)
+    vm = _vm(report, name)
     assert (vm["result"], vm["host"]) == ("converged", "kvm-3")
-    assert [step["action"] for step in vm["steps"]] == ["create-seed", "migrate"]
+    assert [step["action"] for step in vm["steps"]] == [  # type: ignore[attr-defined]
+        "create-seed", "migrate"]
     assert _where(hosts, name) == {"kvm-3": ("running", state[1])}
     arrived = three.lookupByName(name)
     assert arrived.isPersistent() and arrived.info()[4] >= cpu_before  # it kept running
