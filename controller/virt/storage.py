@@ -22,7 +22,7 @@ from . import pools, transfer, volumes
 from .connection import Connection
 from .errors import translate
 from .pools import DEFAULT_POOL, DEFAULT_POOL_PATH, ensure_default_pool, ensure_pool, pool_info
-from .storage_errors import PoolNotFound, PoolUnusable, translate_storage
+from .storage_errors import InvalidName, PoolNotFound, PoolUnusable, translate_storage
 from .storagexml import Ensured
 from .transfer import Check, download_volume, transfer_volume, upload_volume, volume_sha256
 from .volumes import (
@@ -70,8 +70,8 @@ class Storage:
             self._c.calls += 5
             try:
                 return volumes.volume_info(conn, pool=pool, name=name)
-            except (PoolNotFound, PoolUnusable):
-                return None
+            except (PoolNotFound, PoolUnusable, InvalidName):
+                return None  # InvalidName: a name of someone else's that we never use
 
     def volume_names(self, pool: str) -> list[str]:
         """The names of the pool's volumes (one call), [] when the pool is missing or
