@@ -18,26 +18,22 @@ from __future__ import annotations
 from typing import Any
 
 from ..model import Backing, PoolInfo, VolumeInfo
-from . import pools, transfer, volumes
+from . import pools, transfer, volume_reads, volumes
 from .connection import Connection
 from .errors import translate
 from .pools import DEFAULT_POOL, DEFAULT_POOL_PATH, ensure_default_pool, ensure_pool, pool_info
 from .storage_errors import InvalidName, PoolNotFound, PoolUnusable, translate_storage
 from .storagexml import Ensured
 from .transfer import Check, download_volume, transfer_volume, upload_volume, volume_sha256
-from .volumes import (
-    copy_volume,
-    create_volume,
-    delete_volume,
-    grow_live,
+from .volume_reads import (
     list_volumes,
     require_complete,
-    resize_volume,
     volume_by_path,
     volume_info,
     volume_users,
     volumes_backed_by,
 )
+from .volumes import copy_volume, create_volume, delete_volume, grow_live, resize_volume
 
 __all__ = ["DEFAULT_POOL", "DEFAULT_POOL_PATH", "Check", "Ensured", "Storage", "copy_volume",
            "create_volume", "delete_volume", "download_volume", "ensure_default_pool",
@@ -69,7 +65,7 @@ class Storage:
         with self._conn() as conn:
             self._c.calls += 5
             try:
-                return volumes.volume_info(conn, pool=pool, name=name)
+                return volume_reads.volume_info(conn, pool=pool, name=name)
             except (PoolNotFound, PoolUnusable, InvalidName):
                 return None  # InvalidName: a name of someone else's that we never use
 
@@ -89,7 +85,7 @@ class Storage:
         """The domains with a disk on the volume at `path` (by file or pool/volume)."""
         with self._conn() as conn:
             self._c.calls += 1
-            return volumes.volume_users(conn, path=path)
+            return volume_reads.volume_users(conn, path=path)
 
     # --- steps: each one safe to repeat ---------------------------------------------------
 

@@ -29,7 +29,8 @@ from .storagexml import (
     check_volume_name,
     volume_xml,
 )
-from .volumes import find_complete, lookup_volume, read_volume_info, require_complete, writing
+from .volume_reads import lookup_volume, read_volume_info, require_complete
+from .volumes import find_complete, writing
 
 log = logging.getLogger(__name__)
 
