@@ -285,10 +285,18 @@ def measure(args: argparse.Namespace) -> int:
         for round_ in range(args.rounds):
             name = names[round_ % len(names)]
             dom = conn.lookupByName(name)
-            wait_until(lambda n=name: memory_mib(conn, n) is not None, 60, f"{name} running")
-            old_id = dom.ID()
-            issued = time.monotonic()
-            dom.destroy()  # returns once QEMU is gone; the service may be restarting it already
+            for attempt in range(3):
+                wait_until(lambda n=name: memory_mib(conn, n) is not None, 60,
+                           f"{name} running")
+                old_id = dom.ID()
+                issued = time.monotonic()
+                try:
+                    dom.destroy()  # returns once QEMU is gone; the service may restart it already
+                    break
+                except libvirt.libvirtError as error:
+                    # Stopped between the check and the call (a loaded host): measure again.
+                    if "not running" not in str(error) or attempt == 2:
+                        raise
             returned = time.monotonic()
             done = wait_until(lambda d=dom, i=old_id: d.isActive() and d.ID() != i, 60,
                               f"{name} running again")
