@@ -492,7 +492,7 @@ def bench_validate(b: Bench, sizes: Sequence[int], runs: int) -> Json:
 # --- 4. the service --------------------------------------------------------------------------
 
 def bench_service(b: Bench, service_args: Sequence[str]) -> Json:
-    """service_latency.py on a private libvirtd of its own (tests/service/support.py), so
+    """service_latency.py on a private libvirtd of its own (tests/support/sandbox.py), so
     that other users of the host's daemon, their domains and their events, neither disturb
     the latencies nor wake the service during the idle minute."""
     numbers = b.tmp / "service.json"
