@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
 
     build_seed(**values[0])  # imports and first-call costs are not what is measured
     ours: list[str] = []
-    ours_seconds = time_each(args.count, lambda n: ours.append(build_seed(**values[n]).content_sha256))
+    ours_seconds = time_each(
+        args.count, lambda n: ours.append(build_seed(**values[n]).content_sha256))
 
     with tempfile.TemporaryDirectory(prefix="seed-bench-") as tmp:
         work = Path(tmp)

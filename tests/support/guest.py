@@ -183,9 +183,10 @@ def wait_for_agent(dom: Any, timeout: float) -> None:
     while True:
         try:
             agent_command(dom, {"execute": "guest-ping"}, timeout=5)
-            return
         except libvirt.libvirtError as exc:
             last = str(exc)
+        else:
+            return
         if not _is_running(dom):
             pytest.fail(f"{dom.name()} stopped while waiting for its guest agent "
                         f"(last error: {last})", pytrace=False)

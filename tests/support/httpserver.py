@@ -5,8 +5,9 @@ import an image through libvirt or kill a download half-way. It serves the files
 folder on an ephemeral port and can be told, at any time, how to misbehave (`Behaviour`):
 ignore Range, answer one status, stall after N body bytes with the connection left open,
 pause after N body bytes until the test calls `release()`, close the connection after N
-body bytes, throttle, omit Content-Length, or accept a request and never answer. It records every request (`Seen`) with the Range and If-Range
-headers it got and the body bytes it handed to the socket.
+body bytes, throttle, omit Content-Length, or accept a request and never answer. It
+records every request (`Seen`) with the Range and If-Range headers it got and the body
+bytes it handed to the socket.
 
     from tests.support.httpserver import FileServer, http_server  # noqa: F401 (fixture)
 

@@ -390,7 +390,8 @@ def test_the_user_data_never_shows_in_a_repr() -> None:
          "cloudInit.metaData.a[0].b has a key that is not a string: 2"),
         ({"meta_data": {"a": object()}},
          "cloudInit.metaData holds a value that cannot be written as YAML"),
-        ({"network_config": {"version": 3}}, "cloudInit.networkConfig.version must be 1 or 2, not 3"),
+        ({"network_config": {"version": 3}},
+         "cloudInit.networkConfig.version must be 1 or 2, not 3"),
         ({"network_config": {"version": "2"}},
          "cloudInit.networkConfig.version must be 1 or 2, not '2'"),
         ({"network_config": {"version": True}},
@@ -415,7 +416,8 @@ def test_invalid_inputs_give_one_clear_line(kwargs: dict[str, Any], message: str
 
 
 def test_meta_data_for_refuses_a_non_mapping() -> None:
-    with pytest.raises(InvalidSeedInput, match="^cloudInit.metaData must be a mapping, not a list$"):
+    with pytest.raises(InvalidSeedInput,
+                       match="^cloudInit.metaData must be a mapping, not a list$"):
         meta_data_for(name="web-1", uuid="u", overrides=["x"])  # type: ignore[arg-type]
 
 

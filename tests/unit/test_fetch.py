@@ -70,7 +70,8 @@ def test_downloads_verifies_and_caches_by_sha256(http_server: FileServer, cache:
     got = fetch_image(url=http_server.url("disk.img"), sha256=sha.upper(), cache_dir=cache)
     assert got.path == cache / sha
     assert got.path.read_bytes() == data
-    assert (got.size, got.sha256, got.transferred, got.resumed_from) == (len(data), sha, len(data), 0)
+    assert (got.size, got.sha256, got.transferred, got.resumed_from) == (
+        len(data), sha, len(data), 0)
     assert got.path.stat().st_mode & 0o777 == 0o444
     assert _leftovers(cache) == {sha, f"{sha}.ok"}
     [seen] = http_server.requests
