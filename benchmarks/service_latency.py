@@ -184,7 +184,7 @@ def main() -> int:
     sandbox = None
     if args.private_libvirtd:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from tests.service.support import Sandbox
+        from tests.support.sandbox import Sandbox
 
         sandbox = Sandbox()
         sandbox.start()

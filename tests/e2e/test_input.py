@@ -7,15 +7,10 @@ from pathlib import Path
 
 import libvirt
 
-from .support import (
-    MIB,
-    Manifests,
-    OnceRunner,
-    VMBuilder,
-    must_read,
-    qcow2,
-    read_domain,
-)
+from tests.support.command import OnceRunner
+from tests.support.disks import qcow2
+from tests.support.domains import MIB, must_read, read_domain
+from tests.support.manifests import Manifests, VMBuilder
 
 
 def test_an_invalid_file_beside_valid_ones_leaves_its_vm_untouched(

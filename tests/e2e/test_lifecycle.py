@@ -9,7 +9,9 @@ from collections.abc import Callable
 import libvirt
 import pytest
 
-from .support import MIB, Config, Manifests, OnceRunner, VMBuilder, must_read, read_domain
+from tests.support.command import OnceRunner
+from tests.support.domains import MIB, Config, must_read, read_domain
+from tests.support.manifests import Manifests, VMBuilder
 
 
 def test_create_two_vms_then_a_rerun_changes_nothing(

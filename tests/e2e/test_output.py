@@ -5,16 +5,9 @@ from __future__ import annotations
 
 import libvirt
 
-from .support import (
-    Manifests,
-    OnceRunner,
-    Runner,
-    VMBuilder,
-    must_read,
-    parse_report,
-    read_domain,
-    snapshot,
-)
+from tests.support.command import OnceRunner, Runner, parse_report
+from tests.support.domains import must_read, read_domain, snapshot
+from tests.support.manifests import Manifests, VMBuilder
 
 VM_KEYS = {"name", "source", "steps", "result", "error"}
 RESULTS = {"unchanged", "converged", "planned", "failed", "conflict", "restart-pending",
