@@ -40,7 +40,10 @@ def test_an_invalid_file_beside_valid_ones_leaves_its_vm_untouched(
     ]
     assert "not valid YAML" in invalid[0]["error"]
     assert "'two'" in invalid[1]["error"]
-    assert keep not in result.vms
+    # reported as left alone (its manifest is invalid), with no step; never an orphan
+    assert (result.result(keep), result.actions(keep)) == ("failed", [])
+    assert result.vms[keep]["error"] == "left as it is: its manifest keep.yaml is invalid"
+    assert keep not in result.report["orphans"]
     assert must_read(conn, keep) == before
     assert (result.result(other), result.actions(other)) == ("converged", ["define"])
     assert must_read(conn, other).saved.memory_kib == 80 * MIB
