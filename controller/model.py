@@ -58,6 +58,8 @@ class Action(enum.Enum):
     GROW_VOLUME = "grow-volume"
     CREATE_SEED = "create-seed"  # a cloud-init seed volume, built and uploaded
     SET_MEMORY = "set-memory"
+    ATTACH = "attach"  # hot-plug a device into the running domain (the guest agent channel)
+    DETACH = "detach"  # unplug one from the running domain
     MIGRATE = "migrate"  # a live move to another host; only in a move plan
     SHUTDOWN = "shutdown"
     DESTROY = "destroy"
@@ -151,6 +153,9 @@ class VMSpec:
     host: str | None = None  # a named host; None: the -c connection
     move_strategy: MoveStrategy = MoveStrategy.COLD
     cloud_init: CloudInit | None = None
+    # Section 8 (firmware, CPU, boot, consoles). None: the manifest leaves the field out,
+    # which keeps what an existing domain has (a new domain gets the default).
+    guest_agent: bool | None = None  # the org.qemu.guest_agent.0 channel (default false)
 
 
 @dataclass(frozen=True)
@@ -177,6 +182,8 @@ class DomainConfig:
     efi: bool = False  # the firmware is UEFI (a seed cdrom then goes on virtio-scsi)
     #: devices a manifest cannot describe, kept as they are: "disk vdb: a block disk (/dev/x)"
     kept: tuple[str, ...] = ()
+    guest_agent: bool = False  # a virtio channel named org.qemu.guest_agent.0
+    virtio_serial: bool = False  # a virtio-serial controller: a channel can be hot-plugged
 
 
 @dataclass(frozen=True)
@@ -220,7 +227,7 @@ class Step:
 
     action: Action
     reason: str
-    xml: str | None = None  # define
+    xml: str | None = None  # define; attach and detach: the device
     memory_kib: int | None = None  # set-memory
     timeout: int | None = None  # shutdown: seconds before a hard destroy
     autostart: bool | None = None  # autostart

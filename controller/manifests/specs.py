@@ -140,6 +140,7 @@ def _to_spec(document: dict[str, Any], relative: str, roots: list[str]) -> VMSpe
         ),
         host=spec.get("host"),
         move_strategy=MoveStrategy(spec.get("moveStrategy", "cold")),
+        guest_agent=spec.get("guestAgent"),
     )
 
 
