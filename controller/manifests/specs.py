@@ -13,7 +13,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..domainxml import disk_target_name
-from ..model import DesiredState, Disk, Interface, MoveStrategy, UpdatePolicy, VMSpec
+from ..model import (
+    DesiredState,
+    Disk,
+    Interface,
+    MoveStrategy,
+    Readiness,
+    UpdatePolicy,
+    VMSpec,
+)
 from ..units import parse_memory_kib
 from .result import Invalid, LoadResult, printable
 from .validation import shown
@@ -126,6 +134,7 @@ def _to_spec(document: dict[str, Any], relative: str, roots: list[str]) -> VMSpe
         ),
         host=spec.get("host"),
         move_strategy=MoveStrategy(spec.get("moveStrategy", "cold")),
+        readiness=Readiness(spec.get("readiness", "running")),
     )
 
 

@@ -1,7 +1,8 @@
 """`Hypervisor`: one libvirt host as the layers above see it.
 
-Its connection (`connection`), what can be read (`domains`) and what steps can
-do (`steps`). Made by the host layer (`controller.hosts`), one per host.
+Its connection (`connection`), what can be read (`domains`), what steps can
+do (`steps`) and what running guests show (`guest`: addresses, agent). Made by
+the host layer (`controller.hosts`), one per host.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from collections.abc import Callable
 
 from .connection import Connection
 from .domains import Domains
-from .events import ConnectionCallback, DomainEventCallback, WatchedConnection
+from .events import AgentEventCallback, ConnectionCallback, DomainEventCallback, WatchedConnection
+from .guest import Guests
 from .steps import DomainSteps
 
 
@@ -21,6 +23,7 @@ class Hypervisor:
         self.connection = connection
         self.domains = Domains(connection)
         self.steps = DomainSteps(connection)
+        self.guest = Guests(connection)
 
     @classmethod
     def open(cls, uri: str | None, *, readonly: bool = False, connections: int = 1,
@@ -32,10 +35,13 @@ class Hypervisor:
     @classmethod
     def watched(cls, uri: str | None, *, on_event: DomainEventCallback,
                 on_open: Callable[[], None], on_close: ConnectionCallback,
-                connections: int = 1) -> Hypervisor:
-        """A host whose connections deliver lifecycle events (the service)."""
+                connections: int = 1,
+                on_agent: AgentEventCallback | None = None) -> Hypervisor:
+        """A host whose connections deliver lifecycle events (the service), and guest
+        agent (dis)connections to `on_agent`."""
         return cls(WatchedConnection(uri, on_event=on_event, on_open=on_open,
-                                     on_close=on_close, connections=connections))
+                                     on_close=on_close, connections=connections,
+                                     on_agent=on_agent))
 
     @property
     def uri(self) -> str | None:
