@@ -7,6 +7,7 @@ not, and reading the guests of many VMs at once, with a deadline.
                                     until all are ready or the deadline (--once --wait)
     to_wait_for(outcomes)           the VMs a --wait waits for: converged and running
     read_guests(outcomes, hosts)    look_all onto the outcomes (their `guest`)
+    GuestReaders                    read-write connections for the guests of read-only runs
     apply_waited(outcome, waited)   a VM not ready in time becomes `failed` with what was
                                     missing ("no address after 300 s (agent not answering)")
 
@@ -23,8 +24,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from .hosts import DEFAULT_HOST, Hosts
+from .errors import ConnectionLost
+from .hosts import DEFAULT_HOST, Host, Hosts
 from .model import Cause, DesiredState, GuestInfo, Outcome, Readiness, Result
+from .virt import Hypervisor
 
 #: The first pause before looking at a VM again, and the longest.
 BACKOFF = (0.5, 5.0)
@@ -206,19 +209,61 @@ def running_now(outcome: Outcome) -> bool:
     return observed is not None and observed.exists and observed.power.active
 
 
-def target_of(outcome: Outcome, hosts: Hosts) -> Target | None:
+class GuestReaders:
+    """Which connection reads each host's guests: the host's own when it is read-write;
+    for a read-only one (status, --dry-run), a read-write connection of its own, opened
+    once when first needed, since libvirt refuses guest-ping and the agent's addresses
+    on read-only connections. Where that cannot be opened (a user with read-only access
+    only), the read-only one it is, and the agent is judged by its channel's state."""
+
+    def __init__(self) -> None:
+        self._own: dict[int, Hypervisor] = {}
+        self._lock = threading.Lock()
+
+    def guest_look(self, host: Host) -> Callable[[str], GuestInfo]:
+        hypervisor = host.hypervisor
+        if not hypervisor.connection.readonly or (hypervisor.uri or "").startswith("test:"):
+            return hypervisor.guest.look  # (the test driver shares no state between connections)
+
+        def look(name: str) -> GuestInfo:  # in a looker thread: under its deadline
+            return self._read_write(hypervisor).guest.look(name)
+        return look
+
+    def _read_write(self, hypervisor: Hypervisor) -> Hypervisor:
+        with self._lock:
+            own = self._own.get(id(hypervisor))
+            if own is None:
+                own = Hypervisor.open(hypervisor.uri)
+                try:
+                    own.connection.connect()
+                except ConnectionLost:
+                    own = hypervisor  # read-only access only
+                self._own[id(hypervisor)] = own
+            return own
+
+    def close(self) -> None:
+        with self._lock:
+            for own in self._own.values():
+                if not own.connection.readonly:
+                    own.connection.close()
+            self._own.clear()
+
+
+def target_of(outcome: Outcome, hosts: Hosts,
+              readers: GuestReaders | None = None) -> Target | None:
     """How to read this VM's guest: on its host, if that host answered in this pass."""
     host = hosts.get(outcome.host or DEFAULT_HOST)
     if host is None or not host.usable:
         return None
     readiness = outcome.spec.readiness if outcome.spec is not None else Readiness.RUNNING
-    look = host.hypervisor.guest.look
+    look = readers.guest_look(host) if readers else host.hypervisor.guest.look
     return Target(outcome.name, readiness, lambda: look(outcome.name))
 
 
-def read_guests(outcomes: Iterable[Outcome], hosts: Hosts, *, workers: int) -> None:
+def read_guests(outcomes: Iterable[Outcome], hosts: Hosts, *, workers: int,
+                readers: GuestReaders | None = None) -> None:
     """Read the guests of `outcomes` once (in parallel) into each one's `guest`."""
-    pairs = [(outcome, target_of(outcome, hosts)) for outcome in outcomes]
+    pairs = [(outcome, target_of(outcome, hosts, readers)) for outcome in outcomes]
     chosen = [(outcome, target) for outcome, target in pairs if target is not None]
     infos = look_all([target for _, target in chosen], workers=workers)
     for (outcome, _), info in zip(chosen, infos, strict=True):

@@ -144,7 +144,7 @@ def cmd_once(settings: Settings) -> int:
 def _read_guests(settings: Settings, hosts: Hosts, outcomes: list[Outcome]) -> None:
     """--wait: wait until the running VMs are ready; JSON: read their guests once. Text
     without --wait reads none: a no-op pass stays as cheap as it was."""
-    from ..readiness import looked_at, read_guests, to_wait_for, wait_for
+    from ..readiness import GuestReaders, looked_at, read_guests, to_wait_for, wait_for
 
     waiting = to_wait_for(outcomes) if settings.wait else []
     if waiting:
@@ -153,9 +153,13 @@ def _read_guests(settings: Settings, hosts: Hosts, outcomes: list[Outcome]) -> N
         wait_for(waiting, hosts, timeout=settings.wait_timeout, workers=settings.workers)
     if settings.output == "json":
         chosen = {id(outcome) for outcome in waiting}
-        read_guests([outcome for outcome in outcomes
-                     if looked_at(outcome) and id(outcome) not in chosen], hosts,
-                    workers=settings.workers)
+        readers = GuestReaders()  # --dry-run: read-only hosts
+        try:
+            read_guests([outcome for outcome in outcomes
+                         if looked_at(outcome) and id(outcome) not in chosen], hosts,
+                        workers=settings.workers, readers=readers)
+        finally:
+            readers.close()
 
 
 # --- status ------------------------------------------------------------------------------
@@ -163,11 +167,12 @@ def _read_guests(settings: Settings, hosts: Hosts, outcomes: list[Outcome]) -> N
 def cmd_status(settings: Settings) -> int:
     from ..assemble import make_hosts, make_reconciler
     from ..passes import run_pass
-    from ..readiness import read_guests, running_now
+    from ..readiness import GuestReaders, read_guests, running_now
     from ..reconciler import FixedManifests
 
     load = load_manifests(settings)
     hosts = make_hosts(settings, readonly=True)
+    readers = GuestReaders()  # the agent needs a read-write connection
     hosts.set_hosts(load.hosts)
     try:
         def scope() -> set[str]:
@@ -185,8 +190,10 @@ def cmd_status(settings: Settings) -> int:
         pruner = replace(observer, prune=True, max_prune=sys.maxsize, orphans_in_pass=0)
         orphans = [pruner.reconcile(name) for name in report.orphans]
         read_guests([outcome for outcome in report.outcomes + orphans
-                     if running_now(outcome)], hosts, workers=settings.workers)
+                     if running_now(outcome)], hosts, workers=settings.workers,
+                    readers=readers)
     finally:
+        readers.close()
         hosts.close()
     if settings.output == "ansible":
         return _ansible(report.outcomes, load)

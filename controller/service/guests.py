@@ -25,6 +25,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,7 @@ class Seen:
     looked_at: float = float("-inf")
     delay: float = BACKOFF[0]
     due: float | None = None  # when it is to be looked at next; None: on an event
+    looking: bool = False  # a looker is reading it now
     generation: int = 0  # bumped on every change of plan, to drop stale heap entries
 
     @property
@@ -85,7 +87,7 @@ class GuestWatch:
     _order: Iterator[int] = field(default_factory=itertools.count)
     _threads: list[threading.Thread] = field(default_factory=list)
     _stopping: bool = False
-    looks: int = 0  # guests looked at, for tests and benchmarks
+    looks: Counter[str] = field(default_factory=Counter)  # looks per VM, for tests
 
     # --- what triggers a look ----------------------------------------------------------
 
@@ -171,7 +173,7 @@ class GuestWatch:
                     if due > now:
                         break
                     heapq.heappop(self._heap)
-                    seen.due = None
+                    seen.due, seen.looking = None, True
                     return name, seen, generation
                 timeout = self._heap[0][0] - now if self._heap else None
                 self._cond.wait(timeout)
@@ -187,6 +189,9 @@ class GuestWatch:
                 with self._cond:
                     if self._seen.get(name) is seen and seen.generation == generation:
                         self._schedule(name, seen, self.backoff[1])
+            finally:
+                with self._cond:
+                    seen.looking = False
 
     def _look(self, name: str, seen: Seen, generation: int) -> None:
         host = self.hosts.get(seen.host)
@@ -194,7 +199,7 @@ class GuestWatch:
             return  # the resync after the host reconnects reconciles it, and outcome() follows
         info = host.hypervisor.guest.look(name)
         with self._cond:
-            self.looks += 1
+            self.looks[name] += 1
             if self._seen.get(name) is not seen or seen.generation != generation:
                 return  # forgotten or planned again meanwhile: that look decides
             verdict = judge(seen.readiness, info)
@@ -217,6 +222,13 @@ class GuestWatch:
                                 missing=seen.verdict.message() if seen.verdict
                                 and not seen.verdict.ready else None)
                     for name, seen in sorted(self._seen.items())]
+
+    def scheduled(self) -> list[str]:
+        """The VMs with a look planned or running now (all others wait for an event or
+        a reconcile)."""
+        with self._cond:
+            return sorted(name for name, seen in self._seen.items()
+                          if seen.due is not None or seen.looking)
 
     def not_ready(self) -> int:
         with self._cond:

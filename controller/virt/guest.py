@@ -10,7 +10,9 @@ Used through `Hypervisor.guest` by `controller.readiness` (`--once -o json`, `--
 - the agent answers when `guest-ping` (`libvirt_qemu.qemuAgentCommand`) returns within
   `ping_timeout` seconds; a domain without the `org.qemu.guest_agent.0` channel has no
   agent (None). libvirt forbids agent commands on a read-only connection: there the
-  channel's own state (`connected` once the agent opened its port) stands in for a ping.
+  channel's own state (`connected` once the agent opened its port) stands in for a ping,
+  and the agent's addresses are unknown (`controller.readiness.GuestReaders` gives
+  `status` a read-write connection for the guests where it can).
 
 Loopback and link-local addresses are left out: nobody can reach a guest on them.
 """
@@ -41,6 +43,7 @@ _RUNNING = {code("VIR_DOMAIN_RUNNING"), code("VIR_DOMAIN_BLOCKED")}
 _LEASE = int(getattr(libvirt, "VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE", 0))
 _AGENT = int(getattr(libvirt, "VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT", 1))
 _NOT_CONFIGURED = "not configured"  # "QEMU guest agent is not configured"
+_DENIED = code("VIR_ERR_OPERATION_DENIED")
 
 
 @dataclass(frozen=True)
@@ -132,16 +135,16 @@ class Guests:
         leases = self._addresses(dom, name, _LEASE, "lease")
         agent: bool | None = None
         agent_error: str | None = None
-        if devices.channel:
-            if self._c.readonly:
-                agent = devices.channel_connected
-                if not agent:
-                    agent_error = "the guest agent has not connected its channel"
-            else:
-                agent, agent_error = self._ping(dom, name, ping_timeout)
+        pinged = False
+        if devices.channel and not self._c.readonly:
+            agent, agent_error, pinged = self._ping(dom, name, ping_timeout)
+        if devices.channel and not pinged:  # agent commands refused: the channel's state
+            agent = devices.channel_connected
+            if not agent:
+                agent_error = "the guest agent has not connected its channel"
         from_agent: dict[str, list[GuestAddress]] = {}
         lacking = [mac for mac in devices.macs if mac not in leases]
-        if agent and not self._c.readonly and (lacking or not devices.macs):
+        if agent and pinged and (lacking or not devices.macs):
             from_agent = self._addresses(dom, name, _AGENT, "agent")
         return GuestInfo(running=True, addresses=merge(devices.macs, leases, from_agent),
                          channel=devices.channel, agent=agent, agent_error=agent_error)
@@ -162,9 +165,12 @@ class Guests:
             return {}
         return addresses_from(reply or {}, label)
 
-    def _ping(self, dom: Any, name: str, timeout: int) -> tuple[bool | None, str | None]:
-        """(True, None) when guest-ping answered; (False, why) when not; (None, None)
-        when libvirt says the domain has no agent after all."""
+    def _ping(self, dom: Any, name: str,
+              timeout: int) -> tuple[bool | None, str | None, bool]:
+        """(answered, why not, pinged): (True, None, True) when guest-ping answered;
+        (False, why, True) when not; (None, None, True) when libvirt says the domain has
+        no agent after all; (None, why, False) when libvirt refused to ask (a connection
+        that is read-only on the daemon's side)."""
         try:
             with self._c.call(f"guest agent of '{name}'", on=dom.connect()):
                 self._c.calls += 1
@@ -173,11 +179,15 @@ class Guests:
         except (DomainNotFound, ConnectionLost):
             raise
         except HypervisorError as error:
+            if error.code == _DENIED:
+                return None, str(error), False
             if _NOT_CONFIGURED in str(error):
-                return None, None
-            return False, str(error)
+                return None, None, True
+            return False, str(error), True
         try:
-            answered = isinstance(json.loads(reply), dict) and "return" in json.loads(reply)
+            decoded = json.loads(reply)
         except (TypeError, ValueError):
-            answered = False
-        return (True, None) if answered else (False, f"unexpected reply to guest-ping: {reply}")
+            decoded = None
+        if isinstance(decoded, dict) and "return" in decoded:
+            return True, None, True
+        return False, f"unexpected reply to guest-ping: {reply}", True
