@@ -150,6 +150,9 @@ def _read_guests(settings: Settings, hosts: Hosts, outcomes: list[Outcome]) -> N
     if waiting:
         log.info("waiting up to %gs for %d VM(s) to be ready", settings.wait_timeout,
                  len(waiting))
+        if settings.output == "text" and sys.stderr.isatty() and not settings.verbose:
+            sys.stderr.write(f"waiting up to {settings.wait_timeout:g} s for {len(waiting)} "
+                             "VM(s) to be ready...\n")
         wait_for(waiting, hosts, timeout=settings.wait_timeout, workers=settings.workers)
     if settings.output == "json":
         chosen = {id(outcome) for outcome in waiting}

@@ -216,12 +216,15 @@ class GuestWatch:
     # --- what others read ----------------------------------------------------------------
 
     def snapshot(self) -> list[VMReadiness]:
+        """What is known of each VM whose host is connected now (of a host that is not,
+        nothing is known: its VMs leave the metrics until it is back)."""
+        up = {host.name for host in self.hosts.all() if host.up}
         with self._cond:
             return [VMReadiness(name=name, host=seen.host or "default",
                                 readiness=seen.readiness, ready=seen.ready, info=seen.info,
                                 missing=seen.verdict.message() if seen.verdict
                                 and not seen.verdict.ready else None)
-                    for name, seen in sorted(self._seen.items())]
+                    for name, seen in sorted(self._seen.items()) if seen.host in up]
 
     def scheduled(self) -> list[str]:
         """The VMs with a look planned or running now (all others wait for an event or

@@ -16,7 +16,7 @@ from .support import (
     snapshot,
 )
 
-VM_KEYS = {"name", "source", "steps", "result", "error"}
+VM_KEYS = {"name", "source", "steps", "result", "error", "addresses", "agent"}  # 9: guests
 RESULTS = {"unchanged", "converged", "planned", "failed", "conflict", "restart-pending",
            "suspended", "pruned"}
 ACTIONS = {"set-memory", "shutdown", "destroy", "undefine", "define", "autostart", "start"}

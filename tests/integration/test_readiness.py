@@ -298,3 +298,33 @@ def test_the_guest_watch_polls_only_the_vms_not_ready(uri: str) -> None:
     finally:
         watch.stop()
         hosts.close()
+
+
+def test_a_thousand_ready_vms_cost_one_look_each_and_no_polling(tmp_path: Path) -> None:
+    from controller.assemble import make_hosts
+
+    names = [f"vm-{index:04d}" for index in range(1000)]
+    path = tmp_path / "big.xml"
+    path.write_text("<node>\n" + NETWORK + "\n".join(_domain(name, "") for name in names)
+                    + "\n</node>\n", encoding="utf-8")
+    hosts = make_hosts(Settings(manifests="", connect=f"test://{path}"), readonly=False)
+    hosts.set_hosts({})
+    hosts[DEFAULT_HOST].hypervisor.connection.connect()
+    hosts[DEFAULT_HOST].up = True
+    watch = GuestWatch(hosts)
+    watch.start()
+    try:
+        for name in names:
+            watch.outcome(_outcome(name, Readiness.RUNNING, Result.CONVERGED))
+        wait_until(lambda: sum(watch.looks.values()) >= len(names), timeout=120,
+                   what="every VM looked at once")
+        wait_until(lambda: watch.scheduled() == [], what="the watch to go idle")
+        assert set(watch.looks.values()) == {1}
+        assert watch.not_ready() == 0
+        # a resync reconciles every VM again, with nothing to do: no look is planned
+        for name in names:
+            watch.outcome(_outcome(name, Readiness.RUNNING))
+        assert watch.scheduled() == []
+    finally:
+        watch.stop()
+        hosts.close()
