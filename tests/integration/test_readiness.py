@@ -25,7 +25,7 @@ from controller.model import DesiredState, Outcome, Readiness, Result, VMSpec
 from controller.service.guests import GuestCollector, GuestWatch
 from controller.settings import Settings
 from controller.virt import guest as guest_module
-from tests.waiting import wait_until
+from tests.support.waiting import wait_until
 
 TEST_NS = "http://libvirt.org/schemas/domain/test/1.0"
 MAC = "52:54:00:aa:00:01"

@@ -38,16 +38,17 @@ import libvirt
 import pytest
 import yaml
 
-from tests.e2e.support import RECONCILE, clean_env, describe
+from tests.support.command import RECONCILE, clean_env, describe
+from tests.support.domains import remove_domain
 from tests.support.guest import (
     agent_command,
     guest_image,
     real_guest_type,
     wait_for_serial,
 )
-from tests.waiting import wait_until
+from tests.support.waiting import wait_until
 
-from .hosts import NetnsHost, remove_domain, start_hosts, stop_hosts
+from .hosts import NetnsHost, start_hosts, stop_hosts
 
 pytestmark = [pytest.mark.guest, pytest.mark.e2e]
 
