@@ -16,11 +16,13 @@ import ctypes.util
 import errno
 import hashlib
 import os
+import queue
 import select
 import shutil
 import signal
 import struct
 import subprocess
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -321,6 +323,36 @@ def kill9(proc: subprocess.Popen[str]) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL, f"it ended by itself first: {proc.returncode}"
+
+
+def wait_line(proc: subprocess.Popen[str], needle: str, *, timeout: float) -> str:
+    """Read the process's stderr until a line holds `needle`; that line. The rest of its
+    stderr is left to be read (e.g. by `kill9`'s communicate)."""
+    assert proc.stderr is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+    stream = proc.stderr
+
+    def read() -> None:
+        for line in iter(stream.readline, ""):
+            lines.put(line)
+            if needle in line:
+                return
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"no line with {needle!r} within {timeout:g} s; "
+                                 f"saw {seen[-5:]}") from None
+        if line is None:
+            raise AssertionError(f"stderr ended without {needle!r}; saw {seen[-5:]}")
+        seen.append(line)
+        if needle in line:
+            return line
 
 
 # --- inotify: reacting within a millisecond to a write into a pool --------------------
