@@ -99,17 +99,20 @@ def _remove_pool(conn: libvirt.virConnect, name: str) -> None:
         if exc.get_error_code() == libvirt.VIR_ERR_NO_STORAGE_POOL:
             return
         raise
-    if not pool.isActive():
-        pool.create(0)
-    _when_built(lambda: pool.refresh(0))
-    for vol in pool.listAllVolumes(0):
-        try:
-            _when_built(lambda: vol.delete(0))  # noqa: B023 - called at once
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
-                raise
-    pool.destroy()
-    pool.undefine()
+    try:
+        if not pool.isActive():
+            pool.create(0)
+        _when_built(lambda: pool.refresh(0))
+        for vol in pool.listAllVolumes(0):
+            try:
+                _when_built(lambda: vol.delete(0))  # noqa: B023 - called at once
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_VOL:
+                    raise
+    finally:  # never leave the pool defined, even if a volume could not be deleted
+        if pool.isActive():
+            pool.destroy()
+        pool.undefine()
 
 
 def _when_built(call: Callable[[], object], patience: float = 120.0) -> None:
