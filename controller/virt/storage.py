@@ -114,11 +114,12 @@ class Storage:
                                          format=format, backing=backing, mode=mode)
 
     def copy(self, pool: str, name: str, *, source_pool: str, source_name: str,
-             capacity: int | None) -> Ensured:
+             capacity: int | None, format: str = "qcow2") -> Ensured:
         with self._conn() as conn:
             self._c.calls += 4
             return volumes.copy_volume(conn, pool=pool, name=name, source_pool=source_pool,
-                                       source_name=source_name, capacity=capacity)
+                                       source_name=source_name, capacity=capacity,
+                                       format=format)
 
     def upload(self, pool: str, name: str, *, path: str, format: str, sha256: str | None,
                check: Check, mode: int | None = None) -> Ensured:

@@ -22,6 +22,7 @@ from .storage_errors import (
     PoolFull,
     UnsafeImage,
     translate_storage,
+    when_built,
 )
 from .storagexml import (
     Ensured,
@@ -143,9 +144,9 @@ def upload_volume(conn: libvirt.virConnect, *, pool: str, name: str, path: str,
 def _refresh_after_stream(pool: Any, where: str) -> None:
     """Refresh the pool, so that the volume's format and capacity are read from what was
     uploaded. libvirt refreshes the pool itself after an upload stream, but in a thread of
-    its own: read at once, the volume was seen still as raw of the file's size."""
-    with translate_storage(f"cannot refresh the pool of {where}"):
-        pool.refresh(0)
+    its own: read at once, the volume was seen still as raw of the file's size. A pool in
+    which libvirt builds another volume (a copy) cannot be refreshed: wait for it."""
+    when_built(lambda: pool.refresh(0), f"cannot refresh the pool of {where}")
 
 
 def _upload(conn: libvirt.virConnect, vol: Any, fd: int, size: int, *, where: str,

@@ -35,6 +35,7 @@ from .storage_errors import (
     VolumeConflict,
     VolumeNotFound,
     translate_storage,
+    when_built,
 )
 from .storagexml import (
     Backing,
@@ -112,9 +113,10 @@ def writing(pool: Any, name: str) -> Iterator[Callable[[], None]]:
 
 
 def delete_raw(vol: Any, where: str) -> None:
+    """Delete a volume; one that libvirt still builds (a copy for a client killed
+    meanwhile) once the build is done."""
     try:
-        with translate_storage(f"cannot delete {where}"):
-            vol.delete(0)
+        when_built(lambda: vol.delete(0), f"cannot delete {where}")
     except VolumeNotFound:
         pass
 
