@@ -1,6 +1,6 @@
 """Moving bytes in and out of volumes through libvirt streams: upload a local file (an
 image import, a seed), download one, copy a volume between two hosts (a cold move),
-and the sha256 of a volume's content. Under the partial rule of volumes.py.
+and the sha256 of a volume's content. Under the partial rule of partial.py.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import libvirt
 
 from . import streams
+from .partial import find_complete, writing
 from .pools import active_pool
 from .storage_errors import (
     ChecksumMismatch,
@@ -31,7 +32,6 @@ from .storagexml import (
     volume_xml,
 )
 from .volume_reads import lookup_volume, read_volume_info, require_complete
-from .volumes import find_complete, writing
 
 log = logging.getLogger(__name__)
 

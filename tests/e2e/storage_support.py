@@ -32,7 +32,10 @@ from typing import Any
 
 import libvirt
 
-from .support import IMAGES, Document, clean_env, command, remove_domains
+from tests.support.command import clean_env, command
+from tests.support.disks import IMAGES
+from tests.support.domains import remove_domains
+from tests.support.manifests import Document
 
 MIB = 1 << 20
 PARTIAL = ".reconcile-partial"

@@ -23,7 +23,10 @@ import libvirt
 import pytest
 import yaml
 
+from tests.support.command import OnceRunner, Pass, Runner, describe
+from tests.support.domains import must_read
 from tests.support.httpserver import Behaviour, FileServer, http_server
+from tests.support.manifests import Manifests, VMBuilder
 
 from .storage_support import (
     MIB,
@@ -42,7 +45,6 @@ from .storage_support import (
     volume_disk,
     volume_names,
 )
-from .support import Manifests, OnceRunner, Pass, Runner, VMBuilder, describe, must_read
 
 __all__ = ["http_server"]  # the fixture, imported for pytest
 

@@ -45,11 +45,13 @@ from tests.e2e.storage_support import (
     volume_names,
     wait_line,
 )
-from tests.e2e.support import URI, Manifests, OnceRunner, Pass, VMBuilder, describe, must_read
-from tests.service.conftest import Host
-from tests.service.support import Sandbox
+from tests.support.command import OnceRunner, Pass, describe
+from tests.support.domains import must_read
 from tests.support.httpserver import Behaviour, FileServer, http_server
-from tests.waiting import wait_until
+from tests.support.libvirtd import SYSTEM_URI as URI
+from tests.support.manifests import Manifests, VMBuilder
+from tests.support.sandbox import Host, Sandbox
+from tests.support.waiting import wait_until
 
 from .conftest import FIGURES
 
