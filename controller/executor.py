@@ -125,6 +125,12 @@ def _run(hypervisor: Hypervisor, name: str, step: Step,
     elif action is Action.SET_MEMORY:
         assert step.memory_kib is not None
         steps.set_memory_live(name, step.memory_kib)
+    elif action is Action.ATTACH:
+        assert step.xml is not None
+        steps.attach_device(name, step.xml)
+    elif action is Action.DETACH:
+        assert step.xml is not None
+        steps.detach_device(name, step.xml)
     elif action is Action.SHUTDOWN:
         steps.shutdown(name, step.timeout or 0)
     elif action is Action.DESTROY:

@@ -140,7 +140,8 @@ class Reconciler:
     def unreachable(self, host: Host) -> str:
         if self.hosts.several:
             return f"host {host.label} is unreachable: {host.error or 'not connected'}"
-        return host.error or f"not connected to {host.hypervisor.uri or 'libvirt'}"
+        return (host.error or host.lost_error
+                or f"not connected to {host.hypervisor.uri or 'libvirt'}")
 
     def tag(self, outcome: Outcome, host: str) -> Outcome:
         outcome.host = host or None

@@ -48,7 +48,8 @@ def run_storage_step(hypervisor: Hypervisor, name: str, step: Step,
             storage.clear_partial(want.pool, want.name)
         elif want.copy_of is not None:
             storage.copy(want.pool, want.name, source_pool=want.copy_of[0],
-                         source_name=want.copy_of[1], capacity=want.capacity)
+                         source_name=want.copy_of[1], capacity=want.capacity,
+                         format=want.format)
         else:
             storage.create(want.pool, want.name, capacity=want.capacity, format=want.format,
                            backing=want.backing)

@@ -34,14 +34,34 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from ..model import DomainConfig, VMSpec
+from .devices import apply_guest_agent, is_agent_channel, is_virtio_serial
 from .disks import apply_disks, read_disks
 from .interfaces import apply_interfaces, read_interfaces
 from .memory import apply_memory, apply_vcpus, memory_kib, set_memory
 from .seed import apply_seed, is_efi, read_seed
 from .xmlutil import MANAGED_TAG, child, created_volumes, mark_managed, serialize, text_of
 
+#: parse_domain's answers by the XML text itself, read afresh from libvirt every time:
+#: the service's resyncs read the same definitions again and again, and a definition
+#: changed in any way (`virsh setmem --config`, an edit) is another text, parsed anew.
+#: Bounded: a full cache starts over.
+_PARSED: dict[str, DomainConfig] = {}
+PARSED_MAX = 4096
+
 
 def parse_domain(xml: str) -> DomainConfig:
+    """Read the fields reconcile models from a domain's XML (a pure function of the
+    text: remembered by it, see _PARSED)."""
+    config = _PARSED.get(xml)
+    if config is None:
+        config = _parse_domain(xml)
+        if len(_PARSED) >= PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[xml] = config
+    return config
+
+
+def _parse_domain(xml: str) -> DomainConfig:
     """Read the fields reconcile models from a domain's XML.
 
     One walk over the root's children instead of ElementPath searches ("os/type",
@@ -53,6 +73,7 @@ def parse_domain(xml: str) -> DomainConfig:
     os_type = mark = None
     disk_elements: list[ET.Element] = []
     interface_elements: list[ET.Element] = []
+    guest_agent = virtio_serial = False
     for element in root:
         tag = element.tag
         if tag not in first:
@@ -69,6 +90,10 @@ def parse_domain(xml: str) -> DomainConfig:
                     disk_elements.append(device)
                 elif device.tag == "interface":
                     interface_elements.append(device)
+                elif device.tag == "channel":
+                    guest_agent = guest_agent or is_agent_channel(device)
+                elif device.tag == "controller":
+                    virtio_serial = virtio_serial or is_virtio_serial(device)
     devices = first.get("devices")
     disks, kept = read_disks(disk_elements)
     interfaces, kept_interfaces = read_interfaces(interface_elements)
@@ -94,6 +119,8 @@ def parse_domain(xml: str) -> DomainConfig:
         seed=read_seed(list(devices)) if devices is not None else None,
         efi=is_efi(root),
         kept=tuple(kept + kept_interfaces),
+        guest_agent=guest_agent,
+        virtio_serial=virtio_serial,
     )
 
 
@@ -135,6 +162,7 @@ def build_domain(spec: VMSpec, base_xml: str | None = None, *,
     apply_interfaces(devices, spec.interfaces)
     if seed is not None or spec.cloud_init is None:
         apply_seed(root, seed)  # None with cloudInit set: keep the seed cdrom as it is
+    apply_guest_agent(devices, spec.guest_agent)
     return serialize(root, base_xml)
 
 

@@ -3,7 +3,8 @@
 Called by `controller.planner.placement` (and through it by the reconciler, under
 the VM's lock, right after observing the domain).
 Never imports libvirt. Steps come in the contract's fixed order, each only
-when needed: set-memory, shutdown/destroy, undefine, define, autostart, start.
+when needed: set-memory, attach/detach (hot-plug), shutdown/destroy, undefine, define,
+autostart, start.
 
 What is compared:
 - the saved (persistent) definition against the manifest decides `define`;
@@ -35,6 +36,7 @@ from ..model import (
     VMSpec,
 )
 from ..units import format_kib, round_up_mib
+from .devices import device_changes, hotplug_steps
 from .seed import SeedPlan
 from .storage import delete_steps
 
@@ -134,8 +136,18 @@ def _plan_update(spec: VMSpec, observed: Observed, saved: DomainConfig,
                  machines: Machines, created: Created, seed: SeedPlan | None) -> Plan:
     changes = _config_changes(spec, saved, machines)
     restart_changes: list[Change] = []
+    live_steps: list[Step] = []
     if observed.power.active and observed.live is not None:
         restart_changes = _restart_changes(spec, observed.live, machines)
+        if spec.state is DesiredState.RUNNING:
+            live_steps, hot = hotplug_steps(spec, observed.live)
+            others = [change for change in restart_changes if change.field not in hot]
+            if others and spec.update_policy is UpdatePolicy.RESTART:
+                live_steps = []  # a restart comes anyway; the new definition brings them
+            else:
+                restart_changes = others
+                changes = [replace(change, needs_restart=False) if change.field in hot
+                           else change for change in changes]
     active = observed.power.active
     steps: list[Step] = []
 
@@ -150,6 +162,7 @@ def _plan_update(spec: VMSpec, observed: Observed, saved: DomainConfig,
             f"{format_kib(spec.current_memory_kib)} (live)",
             memory_kib=spec.current_memory_kib,
         ))
+    steps.extend(live_steps)
 
     stopping = False
     restart_pending = None
@@ -259,6 +272,7 @@ def _restart_changes(
             "interfaces", _describe_interfaces(config.interfaces),
             _describe_interfaces(spec.interfaces), True,
         ))
+    changes.extend(device_changes(spec, config))
     return changes
 
 

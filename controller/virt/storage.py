@@ -21,26 +21,22 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..model import Backing, PoolInfo, VolumeInfo, VolumeWant
-from . import carry, pools, transfer, volumes
+from . import carry, pools, transfer, volume_reads, volumes
 from .connection import Connection
 from .errors import translate
 from .pools import DEFAULT_POOL, DEFAULT_POOL_PATH, ensure_default_pool, ensure_pool, pool_info
-from .storage_errors import PoolNotFound, PoolUnusable, translate_storage
+from .storage_errors import InvalidName, PoolNotFound, PoolUnusable, translate_storage
 from .storagexml import Ensured
 from .transfer import Check, download_volume, transfer_volume, upload_volume, volume_sha256
-from .volumes import (
-    copy_volume,
-    create_volume,
-    delete_volume,
-    grow_live,
+from .volume_reads import (
     list_volumes,
     require_complete,
-    resize_volume,
     volume_by_path,
     volume_info,
     volume_users,
     volumes_backed_by,
 )
+from .volumes import copy_volume, create_volume, delete_volume, grow_live, resize_volume
 
 __all__ = ["DEFAULT_POOL", "DEFAULT_POOL_PATH", "Check", "Ensured", "Storage", "copy_volume",
            "create_volume", "delete_volume", "download_volume", "ensure_default_pool",
@@ -72,15 +68,15 @@ class Storage:
         with self._conn() as conn:
             self._c.calls += 5
             try:
-                return volumes.volume_info(conn, pool=pool, name=name)
-            except (PoolNotFound, PoolUnusable):
-                return None
+                return volume_reads.volume_info(conn, pool=pool, name=name)
+            except (PoolNotFound, PoolUnusable, InvalidName):
+                return None  # InvalidName: a name of someone else's that we never use
 
     def volume_at(self, path: str) -> VolumeInfo | None:
         """The volume whose file is `path` in any active pool of this host, or None."""
         with self._conn() as conn:
             self._c.calls += 4
-            return volumes.volume_by_path(conn, path=path)
+            return volume_reads.volume_by_path(conn, path=path)
 
     def volume_names(self, pool: str) -> list[str]:
         """The names of the pool's volumes (one call), [] when the pool is missing or
@@ -98,7 +94,7 @@ class Storage:
         """The domains with a disk on the volume at `path` (by file or pool/volume)."""
         with self._conn() as conn:
             self._c.calls += 1
-            return volumes.volume_users(conn, path=path)
+            return volume_reads.volume_users(conn, path=path)
 
     # --- steps: each one safe to repeat ---------------------------------------------------
 
@@ -127,11 +123,12 @@ class Storage:
                                          format=format, backing=backing, mode=mode)
 
     def copy(self, pool: str, name: str, *, source_pool: str, source_name: str,
-             capacity: int | None) -> Ensured:
+             capacity: int | None, format: str = "qcow2") -> Ensured:
         with self._conn() as conn:
             self._c.calls += 4
             return volumes.copy_volume(conn, pool=pool, name=name, source_pool=source_pool,
-                                       source_name=source_name, capacity=capacity)
+                                       source_name=source_name, capacity=capacity,
+                                       format=format)
 
     def upload(self, pool: str, name: str, *, path: str, format: str, sha256: str | None,
                check: Check, mode: int | None = None) -> Ensured:

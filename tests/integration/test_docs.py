@@ -11,8 +11,7 @@ import pytest
 
 from controller.cli import main
 from controller.manifests import load_directory, schema
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.command import REPO
 
 
 def test_readme_dry_run_sample_is_what_the_command_prints(

@@ -23,8 +23,9 @@ from controller.virt.pools import ensure_default_pool
 from controller.virt.storage_errors import VolumeConflict
 from controller.virt.storagexml import marker_name
 from controller.virt.transfer import volume_sha256
-from controller.virt.volumes import create_volume, volume_info
-from tests.waiting import wait_until
+from controller.virt.volume_reads import volume_info
+from controller.virt.volumes import create_volume
+from tests.support.waiting import wait_until
 
 from .conftest import Hosts
 from .hosts import VIRT_TYPE
