@@ -24,11 +24,11 @@ from collections.abc import Callable, Iterator, Sequence
 import libvirt
 
 from ..model import VolumeInfo, VolumeWant
+from .partial import delete_raw, writing
 from .pools import active_pool
 from .storage_errors import PartialVolume, VolumeConflict, translate_storage
 from .storagexml import Ensured, check_volume_name, marker_name, volume_xml
 from .transfer import Check, transfer_volume, volume_sha256
-from .partial import delete_raw, writing
 from .volume_reads import lookup_volume, read_volume_info, require_complete, volume_by_path
 from .volumes import check_backing
 

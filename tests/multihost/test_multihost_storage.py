@@ -25,10 +25,10 @@ from controller.virt.storagexml import marker_name
 from controller.virt.transfer import volume_sha256
 from controller.virt.volume_reads import volume_info
 from controller.virt.volumes import create_volume
+from tests.support.libvirtd import VIRT_TYPE
 from tests.support.waiting import wait_until
 
 from .conftest import Hosts
-from .hosts import VIRT_TYPE
 from .test_multihost_e2e import NeverTwo, Tree, _results, _state, _where
 
 pytestmark = pytest.mark.e2e
