@@ -11,8 +11,7 @@ import pytest
 
 from controller.cli import main
 from controller.manifests import load_directory, schema
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.command import REPO
 
 
 def test_readme_dry_run_sample_is_what_the_command_prints(
@@ -43,10 +42,20 @@ def _schema_paths(node: dict[str, Any], prefix: str, root: dict[str, Any]) -> se
     return paths
 
 
+#: Documented fields of the other kinds carry the kind first: `Image.spec.url`.
+KINDS = ("Image",)
+
+
 def test_manifest_reference_lists_exactly_the_schema_fields() -> None:
     reference = (REPO / "docs" / "MANIFEST.md").read_text()
-    documented = set(re.findall(r"^\| `([A-Za-z.\[\]]+)` \|", reference, re.MULTILINE))
-    assert documented == _schema_paths(schema(), "", schema())
+    documented = set(re.findall(r"^\| `([A-Za-z0-9.\[\]]+)` \|", reference, re.MULTILINE))
+    vm = {path for path in documented if not path.startswith(tuple(f"{k}." for k in KINDS))}
+    assert vm == _schema_paths(schema(), "", schema())
+    for kind in KINDS:
+        of_kind = {path.split(".", 1)[1] for path in documented if path.startswith(f"{kind}.")}
+        fields = _schema_paths(schema(kind), "", schema(kind)) - {"apiVersion", "kind",
+                                                                  "metadata", "spec"}
+        assert of_kind == fields, kind
 
 
 def test_example_manifests_are_valid_and_editor_aware() -> None:
