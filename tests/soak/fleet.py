@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import libvirt
 
-from tests.e2e.support import MIB
-from tests.service.support import VIRT_TYPE
+from tests.support.domains import MIB
+from tests.support.libvirtd import VIRT_TYPE
 
 from .schedule import FOREIGN_MEMORY, Want
 from .timeline import Desire

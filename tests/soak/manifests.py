@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.service.support import vm_manifest, write_atomically
+from tests.support.manifests import vm_manifest, write_atomically
 
 from .schedule import Want
 from .timeline import INVALID, REMOVED, Desire, Timeline

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.support import clean_env, command
 from tests.service.support import ServiceProcess
+from tests.support.command import clean_env, command
 
 
 @dataclass

@@ -31,7 +31,8 @@ from pathlib import Path
 import libvirt
 
 from tests.reliability.support import Event, kill_libvirtd
-from tests.service.support import Sandbox, remove_domain
+from tests.support.domains import remove_domains
+from tests.support.sandbox import Sandbox
 
 from . import checks
 from .fleet import Libvirt, Seen, matches
@@ -493,8 +494,7 @@ class Soak:
                 self.sandbox.daemon = None
                 self._start_libvirtd()  # its guests are removed through it
             self.chaos.close()
-            for name in list(self.chaos.read_all(self.prefix)):
-                remove_domain(self.chaos.conn, name)
+            remove_domains(self.chaos.conn, self.prefix)  # checks that none is left
             self.chaos.close()
             self._stop_libvirtd(kill=False)
         finally:

@@ -22,14 +22,16 @@ from typing import Any
 import libvirt
 import pytest
 
-from tests.e2e.support import remove_domains
 from tests.service.conftest import (
-    Host,
     prefix,  # noqa: F401 - a unique domain-name prefix per test
+)
+from tests.support.domains import remove_domains
+from tests.support.sandbox import (
+    Host,
+    Sandbox,
     sandbox,  # noqa: F401 - the private libvirtd
 )
-from tests.service.support import Sandbox
-from tests.waiting import wait_until
+from tests.support.waiting import wait_until
 
 from .container import REPO, Container, why_not
 

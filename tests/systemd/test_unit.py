@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.support import Sandbox, virsh, vm_manifest
-from tests.waiting import wait_until
+from tests.service.support import virsh
+from tests.support.manifests import vm_manifest
+from tests.support.sandbox import Sandbox
+from tests.support.waiting import wait_until
 
 from .conftest import DROP_IN, FIGURES, MANIFESTS, Unit
 from .container import REPO
