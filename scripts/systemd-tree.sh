@@ -4,12 +4,12 @@
 #   scripts/systemd-tree.sh            (called by `make test-systemd`)
 # The tree is /var/cache/reconcile-test/nspawn-<stamp> ($RECONCILE_NSPAWN_CACHE for the
 # folder), where <stamp> hashes what goes in (RECIPE, the packages, the mirrors): when
-# it is there, this does nothing. Else,
-# as root, it installs mmdebstrap and systemd-container when missing and builds the tree
+# it is there, this does nothing but, as root, install systemd-container and mmdebstrap
+# with apt-get when they are missing. Else, as root, it installs them and builds the tree
 # (systemd as init, Python, and what `make install` needs to build libvirt-python;
 # about 1-2 min, network to the Debian archive). Old trees of other stamps are removed.
 # The tests never boot the cached tree itself: they boot an overlay over it, so it
-# stays as built. Not root and no tree: it says what to run and exits 1.
+# stays as built. Not root and something missing: it says what to run and exits 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,26 +30,32 @@ RECIPE=1
 stamp=$(printf '%s\n' "$RECIPE" "${PACKAGES[@]}" "$MIRROR" "$SECURITY_MIRROR" \
     | sha256sum | cut -c1-12)
 tree="$CACHE/nspawn-$stamp"
-if [ -f "$tree/.complete" ]; then
-    echo "$tree"
-    exit 0
-fi
-if [ "$(id -u)" -ne 0 ]; then
-    echo "systemd-tree: $tree is missing; build it as root: sudo $0" >&2
-    exit 1
-fi
-
 missing=()
 for package in "${HOST_PACKAGES[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
         missing+=("$package")
     fi
 done
+if [ "$(id -u)" -ne 0 ]; then
+    if [ -f "$tree/.complete" ] && [ ${#missing[@]} -eq 0 ]; then
+        echo "$tree"
+        exit 0
+    fi
+    what=("${missing[@]}")
+    [ -f "$tree/.complete" ] || what+=("the tree $tree")
+    echo "systemd-tree: missing ${what[*]}; install and build as root: sudo $0" >&2
+    exit 1
+fi
+# The host's tools first, even when the tree is cached (systemd-nspawn boots it).
 if [ ${#missing[@]} -gt 0 ]; then
     echo "systemd-tree: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ -f "$tree/.complete" ]; then
+    echo "$tree"
+    exit 0
 fi
 
 mkdir -p "$CACHE"

@@ -35,13 +35,21 @@ class CannotBoot(Exception):
     """The machine cannot run a container systemd; the message says why."""
 
 
+#: Tools scripts/systemd-tree.sh installs with apt-get when they are missing (as root).
+INSTALLED_BY_THE_TREE_SCRIPT = {"systemd-nspawn": "systemd-container", "mmdebstrap": "mmdebstrap"}
+
+
 def why_not() -> str | None:
-    """Why a container systemd cannot run here, or None when it can (checked cheaply)."""
+    """Why a container systemd cannot run here, or None when it can (checked cheaply).
+    A tool scripts/systemd-tree.sh can install (apt-get, as root) is not a reason."""
     if os.geteuid() != 0:
         return "needs root (systemd-nspawn, overlayfs, a private libvirtd)"
-    for tool in ("systemd-nspawn", "nsenter", "unshare", "libvirtd"):
+    for tool in ("nsenter", "unshare", "libvirtd"):
         if shutil.which(tool) is None:
-            return f"{tool} is not installed (systemd-container, util-linux, libvirt-daemon)"
+            return f"{tool} is not installed (util-linux, libvirt-daemon)"
+    for tool, package in INSTALLED_BY_THE_TREE_SCRIPT.items():
+        if shutil.which(tool) is None and shutil.which("apt-get") is None:
+            return f"{tool} is not installed and there is no apt-get to install {package}"
     if "overlay" not in Path("/proc/filesystems").read_text():
         return "the kernel has no overlayfs (the container boots an overlay of the tree)"
     if not (Path("/sys/fs/cgroup/unified").is_dir() or Path("/sys/fs/cgroup/cgroup.controllers")
