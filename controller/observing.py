@@ -9,14 +9,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .hosts import Host, Hosts
+from .manifests import LoadResult
 from .model import ImageSpec, Observed, VMSpec, VolumeInfo
 from .planner import Copy, Machines, Situation
 from .planner.storage import StorageView
+from .resourcekinds import ResourceStates, vm_blocker
 from .virt import Listing
 
 
 def observe(spec: VMSpec, host: Host, hosts: Hosts, listing: Listing | None, *,
-            images: Mapping[str, ImageSpec], dry_run: bool = False) -> Situation:
+            images: Mapping[str, ImageSpec], dry_run: bool = False,
+            load: LoadResult | None = None,
+            resources: ResourceStates | None = None) -> Situation:
+    """`load` and `resources` (the manifests, what the networks' and pools' own
+    reconciles found): whether a network or pool the VM needs stands in the way."""
+    blocked = None
+    if load is not None and resources is not None:
+        where = f" on host {host.label}" if hosts.several else ""
+        blocked = vm_blocker(spec, host.hypervisor, host=host.name, where=where, load=load,
+                             states=resources)
     here = host.hypervisor.domains.observe(spec.name, listing)
     copies: list[Copy] = []
     unknown: tuple[str, ...] = ()
@@ -28,7 +39,7 @@ def observe(spec: VMSpec, host: Host, hosts: Hosts, listing: Listing | None, *,
     return Situation(host=host.name, here=here, copies=tuple(copies), unknown=unknown,
                      machines=machines_of(spec, host, observed),
                      storage=storage_of(spec, host, here, images, dry_run=dry_run)
-                     if not copies else None)
+                     if not copies else None, blocked=blocked)
 
 
 def storage_of(spec: VMSpec, host: Host, here: Observed, images: Mapping[str, ImageSpec], *,

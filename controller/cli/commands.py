@@ -135,7 +135,8 @@ def cmd_once(settings: Settings) -> int:
         for note in notes:  # the JSON object holds the contract's keys only
             log.warning("%s", note)
         emit(render.to_json(report.outcomes, load.invalid, report.orphans,
-                            images=bool(load.images)))
+                            images=bool(load.images), pools=bool(load.pools),
+                            networks=bool(load.networks)))
     else:
         emit(render.to_text(report.outcomes, load.invalid, report.orphans, notes,
                             pruning=settings.prune, dry_run=dry_run, style=_style()))

@@ -14,11 +14,27 @@ from typing import Any
 
 from .files import documents, manifest_files, unsafe_permissions
 from .images import read_images
+from .resources import read_networks, read_pools
 from .result import Invalid, LoadResult
 from .specs import HOSTS_FILE, cross_check
 from .validation import check_document as validate_document
 
 DEFAULT_DISK_ROOTS = ("/var/lib/libvirt/images",)
+
+Candidates = list[tuple[str, int, dict[str, Any]]]
+
+
+def _read_kinds(found: dict[str, Candidates], result: LoadResult,
+                disk_roots: Sequence[str]) -> None:
+    """The kinds besides VirtualMachine and Hosts, each read into its specs (names unique
+    within the kind, its own cross-checks), before the VMs that may name them."""
+    read_pools(found["StoragePool"], result, disk_roots)
+    read_images(found["Image"], result)
+    read_networks(found["Network"], result)
+
+
+#: The kinds `_read_kinds` reads (schemas: validation.SCHEMA_FILES).
+RESOURCE_KINDS = ("StoragePool", "Image", "Network")
 
 
 def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_ROOTS,
@@ -43,8 +59,8 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
         result.problem = f"manifest directory {directory} is not readable"
         return result
 
-    candidates: list[tuple[str, int, dict[str, Any]]] = []
-    images: list[tuple[str, int, dict[str, Any]]] = []
+    candidates: Candidates = []
+    resources: dict[str, Candidates] = {kind: [] for kind in RESOURCE_KINDS}
     walk_errors: list[OSError] = []
     checked_folders: dict[Path, str | None] = {}
     for folder, path, relative in manifest_files(root, walk_errors):
@@ -68,9 +84,9 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
                 _read_hosts(document, relative, index, result)
                 continue
             result.documents += 1
-            if kind == "Image":
-                if validate_document(document, relative, index, result, kind="Image"):
-                    images.append((relative, index, document))
+            if kind in resources:
+                if validate_document(document, relative, index, result, kind=kind):
+                    resources[kind].append((relative, index, document))
             elif validate_document(document, relative, index, result):
                 candidates.append((relative, index, document))
     for error in walk_errors:
@@ -80,7 +96,7 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
         result.problem = f"manifest directory {directory} holds no manifests"
 
     result.hosts.update(extra_hosts or {})
-    read_images(images, result)
+    _read_kinds(resources, result, disk_roots)
     cross_check(candidates, result, disk_roots)
     return result
 

@@ -15,6 +15,7 @@ from typing import Any
 from ..domainxml import disk_target_name
 from ..model import DesiredState, Disk, Interface, MoveStrategy, UpdatePolicy, VMSpec
 from ..units import parse_memory_kib
+from .resources import vm_resource_problem
 from .result import Invalid, LoadResult, printable
 from .validation import shown
 
@@ -47,6 +48,7 @@ def cross_check(
         try:
             spec = _to_spec(document, relative, roots)
             _check_images(spec, result)
+            _check_resources(spec, result)
         except _FieldError as exc:
             result.invalid.append(Invalid(relative, index, exc.path, exc.reason))
             result.refuse_name(name, relative)
@@ -218,6 +220,13 @@ def _check_images(spec: VMSpec, result: LoadResult) -> None:
         if disk.volume == image.volume and disk.pool == image.pool:
             raise _FieldError(f"spec.disks[{position}].volume",
                               f"volume {disk.where} is the image's own volume")
+
+
+def _check_resources(spec: VMSpec, result: LoadResult) -> None:
+    """Every declared network and pool the VM names: valid, on its host, present."""
+    problem = vm_resource_problem(spec, result)
+    if problem:
+        raise _FieldError(*problem)
 
 
 def _confined_source(source: str, roots: list[str], path: str) -> str:

@@ -1,8 +1,9 @@
 """`Hypervisor`: one libvirt host as the layers above see it.
 
 Its connection (`connection`), what can be read of its domains (`domains`), what
-steps can do to them (`steps`), and its pools and volumes (`storage`). Made by the
-host layer (`controller.hosts`), one per host.
+steps can do to them (`steps`), its pools and volumes (`storage`), and its declared
+networks and pools (`networks`, `pools`). Made by the host layer (`controller.hosts`),
+one per host.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Callable
 from .connection import Connection
 from .domains import Domains
 from .events import ConnectionCallback, DomainEventCallback, WatchedConnection
+from .networks import Networks
+from .pools import Pools
 from .steps import DomainSteps
 from .storage import Storage
 
@@ -24,6 +27,8 @@ class Hypervisor:
         self.domains = Domains(connection)
         self.steps = DomainSteps(connection)
         self.storage = Storage(connection)
+        self.networks = Networks(connection)  # kind: Network
+        self.pools = Pools(connection)  # kind: StoragePool
 
     @classmethod
     def open(cls, uri: str | None, *, readonly: bool = False, connections: int = 1,
