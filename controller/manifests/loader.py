@@ -127,3 +127,19 @@ def check_document(document: dict[str, Any], *,
     if validate_document(document, "-", 0, result):
         cross_check([("-", 0, document)], result, disk_roots)
     return result.invalid
+
+
+def check_resource(document: dict[str, Any], *,
+                   disk_roots: Sequence[str] = DEFAULT_DISK_ROOTS) -> list[Invalid]:
+    """Why one Network or StoragePool document on its own is invalid, as `validate` says
+    it; [] when it is valid. Used by `export`."""
+    result = LoadResult(directory="")
+    kind = str(document.get("kind"))
+    if kind not in RESOURCE_KINDS:
+        return [Invalid("-", 0, "kind", f"not a resource kind: {kind!r}")]
+    document = copy.deepcopy(document)
+    if validate_document(document, "-", 0, result, kind=kind):
+        found: dict[str, Candidates] = {name: [] for name in RESOURCE_KINDS}
+        found[kind].append(("-", 0, document))
+        _read_kinds(found, result, disk_roots)
+    return result.invalid

@@ -94,6 +94,12 @@ class Networks:
                     return False, False
                 raise
 
+    def names(self) -> list[str]:
+        """Every network's name."""
+        with self._c.call("cannot list networks") as conn:
+            self._c.calls += 1
+            return sorted(network.name() for network in conn.listAllNetworks(0))
+
     def managed(self) -> dict[str, Mark]:
         """Every network of the host that carries reconcile's mark, with the mark."""
         marks: dict[str, Mark] = {}

@@ -198,6 +198,12 @@ class Pools:
                     return False, False
                 raise
 
+    def names(self) -> list[str]:
+        """Every pool's name."""
+        with self._c.call("cannot list storage pools") as conn:
+            self._c.calls += 1
+            return sorted(pool.name() for pool in conn.listAllStoragePools(0))
+
     def managed(self) -> dict[str, Mark]:
         """Every pool of the host that carries reconcile's mark, with the mark."""
         marks: dict[str, Mark] = {}
