@@ -74,8 +74,8 @@ def run_pass(reconciler: Reconciler, load: LoadResult, *, workers: int,
             chosen.setdefault(domain, name)
     report.orphans = sorted(orphans)
     reconciler.resources.begin_pass()
-    spare, unlisted = listed_orphans(reconciler, load,
-                                     [hosts[name] for name in sorted(own) if hosts[name].is_listed])
+    spare, kept, unlisted = listed_orphans(
+        reconciler, load, [hosts[name] for name in sorted(own) if hosts[name].is_listed])
     orphan_count = len(orphans) + len(spare)
 
     def resources(kind: ResourceKind, state: Presence) -> None:
@@ -87,7 +87,7 @@ def run_pass(reconciler: Reconciler, load: LoadResult, *, workers: int,
     def resource_orphans(kind: ResourceKind) -> None:
         jobs: list[Callable[[], Outcome | None]] = [
             partial(reconcile_orphan, reconciler, kind, name, host, count=orphan_count)
-            for orphan_kind, name, host in spare if orphan_kind is kind]
+            for orphan_kind, name, host in spare + kept if orphan_kind is kind]
         found = run_all(jobs, workers, None)
         for outcome in found:
             if outcome is not None:

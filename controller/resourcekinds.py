@@ -240,14 +240,15 @@ def vm_blocker(spec: VMSpec, hypervisor: Hypervisor, *, host: str, where: str,
 
 
 def orphans_on(kind: ResourceKind, host: str, marks: Mapping[str, Mark], load: LoadResult,
-               view: Manifests, *, default: str) -> list[str]:
+               view: Manifests, *, default: str, left: bool = False) -> list[str]:
     """The managed resources of `kind` on `host` (with their `marks`) that no valid
     manifest declares for that host, except those left as they are (their manifest is
-    invalid): the orphans."""
+    invalid): the orphans. With `left`: those left as they are instead."""
     declared = {name for name, spec in kind.specs(load).items()
                 if placed_on(spec, default) == host}
     return sorted(name for name, mark in marks.items()
-                  if name not in declared and not left_alone(kind, name, mark, view, load))
+                  if name not in declared
+                  and bool(left_alone(kind, name, mark, view, load)) is left)
 
 
 def count_orphans(hypervisors: Mapping[str, Hypervisor], load: LoadResult,

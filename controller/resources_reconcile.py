@@ -202,11 +202,14 @@ def _kept(the_plan: Plan, done: list[Step]) -> str | None:
 # --- a pass ----------------------------------------------------------------------------------
 
 def listed_orphans(r: Reconciler, load: LoadResult, hosts: list[Host]
-                   ) -> tuple[list[tuple[ResourceKind, str, Host]], dict[str, str]]:
-    """The orphan networks and pools on `hosts` (listed ones), and the hosts whose
-    resources could not be listed (label → why): nothing of theirs is pruned."""
+                   ) -> tuple[list[tuple[ResourceKind, str, Host]],
+                              list[tuple[ResourceKind, str, Host]], dict[str, str]]:
+    """On `hosts` (listed ones): the orphan networks and pools, those left as they are
+    (their manifest is invalid), and the hosts whose resources could not be listed
+    (label → why): nothing of theirs is pruned."""
     view = manifests_view(load)
-    found: list[tuple[ResourceKind, str, Host]] = []
+    orphans: list[tuple[ResourceKind, str, Host]] = []
+    left: list[tuple[ResourceKind, str, Host]] = []
     unknown: dict[str, str] = {}
     for host in hosts:
         for kind in KINDS:
@@ -215,6 +218,8 @@ def listed_orphans(r: Reconciler, load: LoadResult, hosts: list[Host]
             except HypervisorError as error:
                 unknown[host.label] = str(error)
                 continue
-            found += [(kind, name, host) for name in orphans_on(
-                kind, host.name, marks, load, view, default=r.hosts.default_name)]
-    return found, unknown
+            for found, is_left in ((orphans, False), (left, True)):
+                found += [(kind, name, host) for name in orphans_on(
+                    kind, host.name, marks, load, view, default=r.hosts.default_name,
+                    left=is_left)]
+    return orphans, left, unknown

@@ -162,8 +162,8 @@ def live_updates(spec: NetworkSpec, live: NetworkConfig) -> list[Step]:
     for mac in sorted(set(have) & set(want)):
         if have[mac] != want[mac]:
             steps.append(_update("host", "modify", host_xml(want[mac]),
-                                 f"dhcpHosts: {have[mac]} → {want[mac].ip}"
-                                 f"{f' ({want[mac].name})' if want[mac].name else ''} (live)"))
+                                 f"dhcpHosts: {mac} {_host(have[mac])} → {_host(want[mac])} "
+                                 "(live)"))
     for host in spec.hosts:
         if host.mac not in have:
             steps.append(_update("host", "add", host_xml(host),
