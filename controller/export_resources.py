@@ -15,6 +15,7 @@ line per reason.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from .manifests import DEFAULT_DISK_ROOTS, check_resource
@@ -52,7 +53,7 @@ def network_manifest(state: NetworkState, *,
                 for note in saved.kept]
     if not state.active:
         warnings.append(f"network {name} is not active; the manifest makes it active")
-    if state.live is not None and state.live != saved:
+    if state.live is not None and replace(state.live, mark=saved.mark) != saved:
         warnings.append(f"network {name}: the running network differs from its saved "
                         "definition (a restart is pending); the manifest is the saved one")
     spec: dict[str, Any] = {"mode": saved.mode}

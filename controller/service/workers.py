@@ -213,12 +213,14 @@ class Workers:
         found = kind_of_key(key)
         assert found is not None
         kind, name = found
+        started = time.monotonic()
         outcomes = self.reconciler.reconcile_resource(key)
+        seconds = time.monotonic() - started
         retry_after: float | None = None
         retry = False
         for outcome in outcomes:
             where = f" on host {outcome.host}" if outcome.host else ""
-            self._metrics().reconciled(outcome.result.value, 0.0,
+            self._metrics().reconciled(outcome.result.value, seconds,
                                        metric_host(outcome.host or DEFAULT_HOST))
             if outcome.result in (Result.FAILED, Result.CONFLICT):
                 retry = retry or outcome.cause is Cause.RETRY

@@ -2,7 +2,8 @@
 NOTIFY_SOCKET of our own, manifests, and waiting on conditions with deadlines.
 
 The private libvirtd ("sandbox") runs in its own mount namespace, with private /run,
-/var/lib/libvirt, /var/cache/libvirt, /var/log/libvirt and /etc/libvirt/qemu, and its
+/var/lib/libvirt, /var/cache/libvirt, /var/log/libvirt, /etc/libvirt/qemu (domains and
+networks) and /etc/libvirt/storage (pools), and its
 socket in a folder of ours. It is a real libvirtd with real QEMU guests, but it holds only
 this suite's domains, so a `--prune` service cannot touch another run's domains, and it can
 be stopped and started (a daemon restart) without disturbing anyone else's tests.
@@ -40,7 +41,8 @@ set -e
 base=$1
 shift
 mount --make-rprivate /
-for dir in run var/lib/libvirt var/cache/libvirt var/log/libvirt etc/libvirt/qemu; do
+for dir in run var/lib/libvirt var/cache/libvirt var/log/libvirt etc/libvirt/qemu \
+           etc/libvirt/storage; do
     mkdir -p "$base/root/$dir" "/$dir"
     mount --bind "$base/root/$dir" "/$dir"
 done
