@@ -23,12 +23,12 @@ def observe(spec: VMSpec, host: Host, hosts: Hosts, listing: Listing | None, *,
             resources: ResourceStates | None = None) -> Situation:
     """`load` and `resources` (the manifests, what the networks' and pools' own
     reconciles found): whether a network or pool the VM needs stands in the way."""
+    here = host.hypervisor.domains.observe(spec.name, listing)
     blocked = None
     if load is not None and resources is not None:
         where = f" on host {host.label}" if hosts.several else ""
         blocked = vm_blocker(spec, host.hypervisor, host=host.name, where=where, load=load,
-                             states=resources)
-    here = host.hypervisor.domains.observe(spec.name, listing)
+                             states=resources, exists=here.exists)
     copies: list[Copy] = []
     unknown: tuple[str, ...] = ()
     if hosts.several:

@@ -208,11 +208,14 @@ class ResourceStates:
 
 
 def vm_blocker(spec: VMSpec, hypervisor: Hypervisor, *, host: str, where: str,
-               load: LoadResult, states: ResourceStates) -> str | None:
+               load: LoadResult, states: ResourceStates, exists: bool) -> str | None:
     """Why the VM may not be reconciled now because of a network its interfaces name or a
-    pool its volume disks live in (missing, inactive while the VM should run, or failed
-    in its own reconcile); None when nothing stands in the way. `where`: " on host X"
-    or "" for messages."""
+    pool its volume disks live in; None when nothing stands in the way. In the way: one
+    that failed in its own reconcile (or is in conflict), a pool that is missing (its
+    volumes cannot be made), a network that is missing while the domain is to be created
+    or to run (libvirt defines a domain on a missing network, and an existing stopped
+    one, adopted as it is, keeps it), or either inactive while the VM should run.
+    `exists`: whether the domain exists. `where`: " on host X" or "" for messages."""
     if spec.state is DesiredState.ABSENT:
         return None
     wanted = [(NETWORK, name) for name in dict.fromkeys(
@@ -228,10 +231,12 @@ def vm_blocker(spec: VMSpec, hypervisor: Hypervisor, *, host: str, where: str,
                 return f"{kind.label} {name}{where} {seen.result.value}: {seen.error}"
             continue
         reader = (hypervisor.networks.brief if kind is NETWORK else hypervisor.pools.brief)
-        exists, active = states.brief(kind.name, host, name, partial(reader, name))
-        if not exists:
+        found, active = states.brief(kind.name, host, name, partial(reader, name))
+        if not found:
             if kind is POOL and name == "default" and not declared:
                 continue  # made as virt-install makes it, by the volume's create step
+            if kind is NETWORK and exists and spec.state is not DesiredState.RUNNING:
+                continue
             return (f"{kind.label} {name} does not exist{where}"
                     + ("" if declared else f" and no {kind.document} manifest declares it"))
         if not active and spec.state is DesiredState.RUNNING:

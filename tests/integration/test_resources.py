@@ -120,6 +120,24 @@ def test_a_vm_whose_network_does_not_exist_is_failed_and_never_defined(
     assert not hypervisor.domains.observe("web-2").exists
 
 
+def test_an_existing_stopped_domain_on_a_missing_network_is_adopted_as_it_is(
+        rig: Rig, hypervisor: Hypervisor, tree: Tree) -> None:
+    hypervisor.steps.define(
+        "<domain type='test'><name>web-1</name><memory>65536</memory><vcpu>1</vcpu>"
+        "<os><type>hvm</type></os><devices><interface type='network'>"
+        "<mac address='52:54:00:00:15:09'/><source network='nowhere'/><model type='virtio'/>"
+        "</interface></devices></domain>")
+    interface = {"network": "nowhere", "mac": "52:54:00:00:15:09"}
+    stopped = rig.run_pass(tree.write(vm("web-1", type="qemu", state="stopped", adopt=True,
+                                         interfaces=[interface])))
+    assert by(stopped)["web-1"].result is not Result.FAILED, by(stopped)["web-1"]
+    running = rig.run_pass(tree.write(vm("web-1", type="qemu", adopt=True,
+                                         interfaces=[interface])))
+    assert by(running)["web-1"].error == ("network nowhere does not exist and no Network "
+                                          "manifest declares it")
+    assert not hypervisor.domains.observe("web-1").power.active
+
+
 def test_a_vm_whose_network_failed_is_failed_with_that_reason(
         rig: Rig, hypervisor: Hypervisor, tree: Tree) -> None:
     load = tree.write(doc("Network", "lan", mode="bridge", bridge="t-nobr0"),
