@@ -84,7 +84,7 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
                 _read_hosts(document, relative, index, result)
                 continue
             result.documents += 1
-            if kind in resources:
+            if isinstance(kind, str) and kind in resources:
                 if validate_document(document, relative, index, result, kind=kind):
                     resources[kind].append((relative, index, document))
             elif validate_document(document, relative, index, result):
