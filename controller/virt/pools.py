@@ -160,7 +160,8 @@ class Pools:
 
     def state(self, name: str, *, count: bool = False) -> PoolState:
         """The pool `name` now; with `count`, how many volumes an active one holds (after
-        a refresh, so that files made outside libvirt count too)."""
+        a refresh, so that files made outside libvirt count too; a read-only connection
+        counts what libvirt last saw)."""
         with self._c.call(f"cannot read storage pool '{name}'") as conn:
             pool = self._lookup(conn, name)
             if pool is None:
@@ -173,8 +174,10 @@ class Pools:
                 xml = _inactive_pool_xml(pool)
                 volumes = None
                 if count and active:
-                    self._c.calls += 2
-                    pool.refresh(0)
+                    if not self._c.readonly:  # a dry run's read-only connection may not
+                        self._c.calls += 1
+                        pool.refresh(0)
+                    self._c.calls += 1
                     volumes = int(pool.numOfVolumes())
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() == _NO_POOL:

@@ -337,3 +337,39 @@ def test_a_bridge_network_on_an_existing_bridge(
     config = network_config(conn, lan)
     assert config is not None and (config.mode, config.bridge) == ("bridge", bridge)
     wait_until(lambda: network_active(conn, lan), 10, what=f"{lan} to be active")
+
+
+def test_a_dry_run_plans_pool_network_and_vm_and_makes_nothing(
+        conn: libvirt.virConnect, resources: str, subnet: ipaddress.IPv4Network,
+        manifests: Manifests, once: OnceRunner, vm: VMBuilder) -> None:
+    name, pool = resources + "lab", resources + "store"
+    manifests.write("all.yaml", pool_doc(pool, path=str(IMAGES / pool)),
+                    network_doc(name, **nat_spec(subnet, resources + "br")),
+                    vm("guest", interfaces=[{"network": name}],
+                       disks=[{"volume": resources + "root", "pool": pool, "size": "8MiB"}]))
+    planned = once("--dry-run", check_exit=3)
+    assert pools(planned)[pool]["result"] == "planned"
+    assert networks(planned)[name]["result"] == "planned"
+    assert planned.result(resources + "guest") == "planned"
+    _nothing_of(conn, resources)
+    assert not (IMAGES / pool).exists()
+
+
+def test_a_dry_run_counts_the_volumes_of_a_pool_to_remove_and_changes_nothing(
+        conn: libvirt.virConnect, resources: str, manifests: Manifests,
+        once: OnceRunner) -> None:
+    name, folder = resources + "store", IMAGES / (resources + "store")
+    manifests.write("store.yaml", pool_doc(name, path=str(folder)))
+    once(check_exit=0)
+    (folder / "made-by-hand").write_bytes(b"x")  # outside libvirt: seen after a refresh only
+    conn.storagePoolLookupByName(name).refresh(0)
+    manifests.write("store.yaml", pool_doc(name, state="absent"))
+    planned = pools(once("--dry-run", check_exit=1))[name]
+    assert planned["result"] == "failed"
+    assert "holds 1 volume(s)" in str(planned["error"])
+    assert conn.storagePoolLookupByName(name).isActive()
+    (folder / "made-by-hand").unlink()
+    conn.storagePoolLookupByName(name).refresh(0)
+    planned = pools(once("--dry-run", check_exit=3))[name]
+    assert (planned["result"], actions(planned)) == ("planned", ["stop-pool", "undefine-pool"])
+    assert conn.storagePoolLookupByName(name).isActive()
