@@ -35,11 +35,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.multihost.hosts import (  # noqa: E402 - after the sys.path line above
-    VIRT_TYPE,
     NetnsHost,
     start_hosts,
     stop_hosts,
 )
+from tests.support.libvirtd import VIRT_TYPE  # noqa: E402 - after the sys.path line above
 
 RECONCILE = Path(sys.executable).parent / "reconcile"
 RESULTS = REPO / "benchmarks" / "results"

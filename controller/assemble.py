@@ -54,4 +54,5 @@ def make_reconciler(settings: Settings, hosts: Hosts, manifests: ManifestSource,
         prune=settings.prune if prune is None else prune,
         max_prune=settings.max_prune if max_prune is None else max_prune,
         recover_inline=recover_inline,
-        step_context=StepContext(images_dir=images_dir, progress=progress))
+        step_context=StepContext(images_dir=images_dir, progress=progress,
+                                 download_timeout=settings.download_timeout))

@@ -66,6 +66,8 @@ def to_manifest(
         warnings.append(f"{name}: the domain is paused; the manifest says running")
     if not observed.managed:
         spec["adopt"] = True
+    if saved.guest_agent:
+        spec["guestAgent"] = True
     disks = []
     unread = []
     for disk in saved.disks:

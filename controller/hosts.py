@@ -59,6 +59,7 @@ class Host:
     uri: str | None  # as configured (None: libvirt's default)
     hypervisor: Hypervisor
     error: str | None = None  # why it is unreachable now; None: reachable as far as we know
+    lost_error: str | None = None  # the last lost connection's error (inline reconnects)
     listed: HostListing | None = None  # its listing in this pass
     opening: threading.Thread | None = None  # an open past its deadline, still running
     # reconnecting inline (--once): serialised, and given up for a while after a failure
@@ -115,14 +116,16 @@ class Host:
             if time.monotonic() - self._gave_up_at < GIVE_UP_FOR:
                 return False
             log.warning("%s: lost the libvirt connection (%s); reconnecting", who, error)
+            self.lost_error = str(error)
             for attempt in range(tries):
                 time.sleep(wait * (2 ** attempt))
                 try:
                     connection.reconnect(failed)
                 except ConnectionLost as again:
                     log.warning("reconnect failed: %s", again)
+                    self.lost_error = str(again)
                 else:
-                    self.error = None
+                    self.error = self.lost_error = None
                     return True
             self._gave_up_at = time.monotonic()
             return False

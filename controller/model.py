@@ -12,6 +12,16 @@ from dataclasses import dataclass, field
 
 from .resourcemodel import DhcpChange
 
+# The storage values live in storagemodel.py; model is where every layer finds them.
+from .storagemodel import SHARED_POOL_TYPES as SHARED_POOL_TYPES
+from .storagemodel import Backing as Backing
+from .storagemodel import CloudInit as CloudInit
+from .storagemodel import ImageSpec as ImageSpec
+from .storagemodel import PoolInfo as PoolInfo
+from .storagemodel import SeedWant as SeedWant
+from .storagemodel import VolumeInfo as VolumeInfo
+from .storagemodel import VolumeWant as VolumeWant
+
 
 class DesiredState(enum.Enum):
     RUNNING = "running"
@@ -27,6 +37,14 @@ class UpdatePolicy(enum.Enum):
 class MoveStrategy(enum.Enum):
     COLD = "cold"
     LIVE = "live"
+
+
+class Readiness(enum.Enum):
+    """When a running VM counts as ready (spec.readiness)."""
+
+    RUNNING = "running"  # the domain runs
+    ADDRESS = "address"  # ... and has an address (DHCP lease or guest agent)
+    AGENT = "agent"  # ... and its guest agent answers guest-ping
 
 
 class Power(enum.Enum):
@@ -58,10 +76,14 @@ class Action(enum.Enum):
     AUTOSTART_NETWORK = "autostart-network"
     CREATE_VOLUME = "create-volume"
     GROW_VOLUME = "grow-volume"
+    CREATE_SEED = "create-seed"  # a cloud-init seed volume, built and uploaded
     SET_MEMORY = "set-memory"
+    ATTACH = "attach"  # hot-plug a device into the running domain (the guest agent channel)
+    DETACH = "detach"  # unplug one from the running domain
     MIGRATE = "migrate"  # a live move to another host; only in a move plan
     SHUTDOWN = "shutdown"
     DESTROY = "destroy"
+    COPY_VOLUME = "copy-volume"  # a cold move: a volume from the source host to the target
     UNDEFINE = "undefine"
     DEFINE = "define"
     AUTOSTART = "autostart"
@@ -131,23 +153,6 @@ class Interface:
 
 
 @dataclass(frozen=True)
-class ImageSpec:
-    """One valid Image manifest document: a base disk VM volumes start from."""
-
-    name: str
-    source: str  # manifest file, relative to the manifest directory
-    url: str
-    sha256: str  # lower case
-    format: str = "qcow2"
-    pool: str = "default"
-
-    @property
-    def volume(self) -> str:
-        """Its volume's name on every host: derived from the name and the content."""
-        return f"{self.name}.sha256-{self.sha256[:12]}.{self.format}"
-
-
-@dataclass(frozen=True)
 class VMSpec:
     """One valid VirtualMachine manifest document, defaults applied, sizes in KiB."""
 
@@ -171,6 +176,11 @@ class VMSpec:
     interfaces: tuple[Interface, ...] = ()
     host: str | None = None  # a named host; None: the -c connection
     move_strategy: MoveStrategy = MoveStrategy.COLD
+    cloud_init: CloudInit | None = None
+    # Section 8 (firmware, CPU, boot, consoles). None: the manifest leaves the field out,
+    # which keeps what an existing domain has (a new domain gets the default).
+    guest_agent: bool | None = None  # the org.qemu.guest_agent.0 channel (default false)
+    readiness: Readiness = Readiness.RUNNING
 
 
 @dataclass(frozen=True)
@@ -193,8 +203,12 @@ class DomainConfig:
     source: str | None = None  # the manifest file named by the ownership mark, if any
     #: the volumes reconcile created for this domain (pool, name), kept in its mark
     created_volumes: tuple[tuple[str, str], ...] = ()
+    seed: tuple[str, str] | None = None  # the cloud-init seed cdrom's (pool, volume)
+    efi: bool = False  # the firmware is UEFI (a seed cdrom then goes on virtio-scsi)
     #: devices a manifest cannot describe, kept as they are: "disk vdb: a block disk (/dev/x)"
     kept: tuple[str, ...] = ()
+    guest_agent: bool = False  # a virtio channel named org.qemu.guest_agent.0
+    virtio_serial: bool = False  # a virtio-serial controller: a channel can be hot-plugged
 
 
 @dataclass(frozen=True)
@@ -220,6 +234,43 @@ ABSENT_DOMAIN = Observed(name="", exists=False)
 
 
 @dataclass(frozen=True)
+class GuestAddress:
+    """One address of a running guest, and where libvirt learnt it."""
+
+    address: str
+    prefix: int
+    mac: str
+    source: str  # "lease" (a libvirt network's DHCP lease) | "agent" (the guest agent)
+
+    def to_json(self) -> dict[str, object]:
+        return {"address": self.address, "prefix": self.prefix, "mac": self.mac,
+                "source": self.source}
+
+
+@dataclass(frozen=True)
+class GuestInfo:
+    """What a domain's guest shows from outside at one moment (controller.virt.guest).
+
+    `agent`: True when the guest agent answered, False when it did not, None when the
+    domain has no agent channel or is not running. `error`: why the addresses or the
+    agent could not be read (then they are unknown, not absent)."""
+
+    running: bool = False
+    addresses: tuple[GuestAddress, ...] = ()
+    channel: bool = False  # the running domain has the org.qemu.guest_agent.0 channel
+    agent: bool | None = None
+    agent_error: str | None = None  # why the agent did not answer, in libvirt's words
+    error: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {"addresses": [address.to_json() for address in self.addresses],
+                "agent": self.agent}
+
+
+NO_GUEST = GuestInfo()
+
+
+@dataclass(frozen=True)
 class Change:
     """One field that differs: 'vcpus: 1 → 2'."""
 
@@ -238,7 +289,7 @@ class Step:
 
     action: Action
     reason: str
-    xml: str | None = None  # define
+    xml: str | None = None  # define; attach and detach: the device
     memory_kib: int | None = None  # set-memory
     timeout: int | None = None  # shutdown: seconds before a hard destroy
     autostart: bool | None = None  # autostart
@@ -247,24 +298,12 @@ class Step:
     volume: VolumeWant | None = None  # create-volume, grow-volume, delete-volume
     image: ImageSpec | None = None  # import-image
     dhcp: DhcpChange | None = None  # update-network
+    seed: SeedWant | None = None  # create-seed
+    #: migrate: the target's volumes the migration copies the disks into (made first)
+    volumes: tuple[VolumeWant, ...] = ()
 
     def to_json(self) -> dict[str, str]:
         return {"action": self.action.value, "reason": self.reason}
-
-
-@dataclass(frozen=True)
-class VolumeWant:
-    """A volume as a step wants it: where, how big (bytes; None: the backing's), and what
-    it starts from (nothing, an overlay on `backing`, or a copy of `copy_of`)."""
-
-    pool: str
-    name: str
-    format: str = "qcow2"
-    capacity: int | None = None
-    backing: Backing | None = None
-    copy_of: tuple[str, str] | None = None  # (pool, volume)
-    target: str | None = None  # the disk's target, to grow it live
-    live: bool = False  # grow-volume: through the running domain
 
 
 @dataclass(frozen=True)
@@ -317,6 +356,7 @@ class Outcome:
     retry_after: float | None = None  # with Cause.RETRY: not before this many seconds
     orphan: bool = False  # about a managed domain that no manifest names
     kind: str = "vm"  # what it is about: "vm", "image", "network", "pool"
+    guest: GuestInfo | None = None  # addresses and agent, when they were read (readiness.py)
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -328,59 +368,5 @@ class Outcome:
         }
         if self.multi_host:
             data["host"] = self.host
+        data.update((self.guest or NO_GUEST).to_json())
         return data
-
-
-# --- storage: what libvirt reports of pools and volumes (values) ------------------------
-
-#: Pool types whose volumes are the same storage on every host that defines the pool (with
-#: the same source): a cold move need not copy them. Everything else (dir, fs, logical,
-#: disk, zfs, ...) is local to one host.
-SHARED_POOL_TYPES = frozenset({"netfs", "gluster", "rbd", "sheepdog", "iscsi",
-                               "iscsi-direct", "vstorage"})
-
-
-@dataclass(frozen=True)
-class Backing:
-    """The file a qcow2 overlay reads what it has not written itself."""
-
-    path: str
-    format: str
-
-
-@dataclass(frozen=True)
-class PoolInfo:
-    """A storage pool as libvirt reports it. Sizes in bytes (0 when the pool is inactive)."""
-
-    name: str
-    type: str
-    path: str | None  # the target path (dir, fs, netfs, logical); None where there is none
-    source: str | None  # "host:/dir", a device or a source name; None for a dir pool
-    active: bool
-    autostart: bool
-    persistent: bool
-    capacity: int
-    allocation: int
-    available: int
-
-    @property
-    def shared(self) -> bool:
-        """Its volumes are the same storage on other hosts with the same pool: a cold move
-        does not copy them (compare `source` between hosts before relying on it)."""
-        return self.type in SHARED_POOL_TYPES
-
-
-@dataclass(frozen=True)
-class VolumeInfo:
-    """A storage volume as libvirt reports it. Sizes in bytes."""
-
-    name: str
-    pool: str
-    path: str
-    key: str
-    capacity: int  # what the guest sees
-    allocation: int  # what the host has spent on it
-    format: str | None
-    backing: Backing | None
-    mode: int | None  # file permissions, where the pool has them
-    partial: bool  # an interrupted write: never attach it, never use it as a backing

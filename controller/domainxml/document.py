@@ -34,13 +34,34 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from ..model import DomainConfig, VMSpec
+from .devices import apply_guest_agent, is_agent_channel, is_virtio_serial
 from .disks import apply_disks, read_disks
 from .interfaces import apply_interfaces, read_interfaces
 from .memory import apply_memory, apply_vcpus, memory_kib, set_memory
+from .seed import apply_seed, is_efi, read_seed
 from .xmlutil import MANAGED_TAG, child, created_volumes, mark_managed, serialize, text_of
+
+#: parse_domain's answers by the XML text itself, read afresh from libvirt every time:
+#: the service's resyncs read the same definitions again and again, and a definition
+#: changed in any way (`virsh setmem --config`, an edit) is another text, parsed anew.
+#: Bounded: a full cache starts over.
+_PARSED: dict[str, DomainConfig] = {}
+PARSED_MAX = 4096
 
 
 def parse_domain(xml: str) -> DomainConfig:
+    """Read the fields reconcile models from a domain's XML (a pure function of the
+    text: remembered by it, see _PARSED)."""
+    config = _PARSED.get(xml)
+    if config is None:
+        config = _parse_domain(xml)
+        if len(_PARSED) >= PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[xml] = config
+    return config
+
+
+def _parse_domain(xml: str) -> DomainConfig:
     """Read the fields reconcile models from a domain's XML.
 
     One walk over the root's children instead of ElementPath searches ("os/type",
@@ -52,6 +73,7 @@ def parse_domain(xml: str) -> DomainConfig:
     os_type = mark = None
     disk_elements: list[ET.Element] = []
     interface_elements: list[ET.Element] = []
+    guest_agent = virtio_serial = False
     for element in root:
         tag = element.tag
         if tag not in first:
@@ -68,6 +90,11 @@ def parse_domain(xml: str) -> DomainConfig:
                     disk_elements.append(device)
                 elif device.tag == "interface":
                     interface_elements.append(device)
+                elif device.tag == "channel":
+                    guest_agent = guest_agent or is_agent_channel(device)
+                elif device.tag == "controller":
+                    virtio_serial = virtio_serial or is_virtio_serial(device)
+    devices = first.get("devices")
     disks, kept = read_disks(disk_elements)
     interfaces, kept_interfaces = read_interfaces(interface_elements)
     memory = memory_kib(first.get("memory"))
@@ -89,16 +116,23 @@ def parse_domain(xml: str) -> DomainConfig:
         owner=mark.get("host") if mark is not None else None,
         source=mark.get("source") if mark is not None else None,
         created_volumes=created_volumes(mark),
+        seed=read_seed(list(devices)) if devices is not None else None,
+        efi=is_efi(root),
         kept=tuple(kept + kept_interfaces),
+        guest_agent=guest_agent,
+        virtio_serial=virtio_serial,
     )
 
 
 def build_domain(spec: VMSpec, base_xml: str | None = None, *,
-                 created: tuple[tuple[str, str], ...] = ()) -> str:
+                 created: tuple[tuple[str, str], ...] = (),
+                 seed: tuple[str, str] | None = None) -> str:
     """The XML to define for `spec`: `base_xml` (the saved definition) edited, or a new domain.
 
     The base keeps its UUID unless the spec pins one, and its interfaces keep
     their MACs unless the spec pins them. Only values that differ are written.
+    `created` are volumes reconcile made for the domain (recorded in its mark);
+    `seed` is the cloud-init seed cdrom's (pool, volume).
     """
     root = ET.fromstring(base_xml) if base_xml else _skeleton(spec)
     if root.get("type") != spec.type:
@@ -126,14 +160,22 @@ def build_domain(spec: VMSpec, base_xml: str | None = None, *,
     devices = child(root, "devices")
     apply_disks(devices, spec.disks)
     apply_interfaces(devices, spec.interfaces)
+    if seed is not None or spec.cloud_init is None:
+        apply_seed(root, seed)  # None with cloudInit set: keep the seed cdrom as it is
+    apply_guest_agent(devices, spec.guest_agent)
     return serialize(root, base_xml)
 
 
-def mark_owner(xml: str, host: str | None, source: str | None) -> str:
+def mark_owner(xml: str, host: str | None, source: str | None, *,
+               created: tuple[tuple[str, str], ...] = (),
+               seed: tuple[str, str] | None = None) -> str:
     """`xml` with the ownership mark naming `host` and the manifest file `source`: a
-    definition arriving on a new host."""
+    definition arriving on a new host. `created`: volumes the move creates there (added
+    to the mark); `seed`: the cloud-init seed cdrom it attaches there, if not None."""
     root = ET.fromstring(xml)
-    mark_managed(root, host, source)
+    mark_managed(root, host, source, created)
+    if seed is not None:
+        apply_seed(root, seed)
     return serialize(root, xml)
 
 

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .files import documents, manifest_files, unsafe_permissions
+from .cloudinit import referenced_files
+from .files import documents, manifest_files, stat_of, unsafe_permissions
 from .images import read_images
 from .resources import read_networks, read_pools
 from .result import Invalid, LoadResult
@@ -61,8 +62,9 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
 
     candidates: Candidates = []
     resources: dict[str, Candidates] = {kind: [] for kind in RESOURCE_KINDS}
+    read: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}  # file → counts around it
     walk_errors: list[OSError] = []
-    checked_folders: dict[Path, str | None] = {}
+    checked_folders: dict[str, str | None] = {}
     for folder, path, relative in manifest_files(root, walk_errors):
         if not relative.isprintable() and any("\udc80" <= ch <= "\udcff" for ch in relative):
             # undecodable bytes: shown as \xNN, so reports stay valid UTF-8
@@ -71,14 +73,16 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
             continue
         if folder not in checked_folders:
             checked_folders[folder] = unsafe_permissions(folder)
-        unsafe = checked_folders[folder] or unsafe_permissions(path)
+        info = stat_of(path)
+        unsafe = checked_folders[folder] or unsafe_permissions(path, info)
         if unsafe:
             if strict_permissions:
                 result.invalid.append(Invalid(relative, None, "",
                                               f"refused: {unsafe} (--strict-permissions)"))
                 continue
             result.warnings.append(f"{relative}: {unsafe}; --strict-permissions refuses it")
-        for index, document in documents(path, relative, result):
+        before = (len(result.invalid), result.documents)
+        for index, document, plain in documents(path, relative, result, info):
             kind = document.get("kind") if isinstance(document, dict) else None
             if kind == "Hosts":
                 _read_hosts(document, relative, index, result)
@@ -87,8 +91,10 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
             if isinstance(kind, str) and kind in resources:
                 if validate_document(document, relative, index, result, kind=kind):
                     resources[kind].append((relative, index, document))
-            elif validate_document(document, relative, index, result):
+            elif validate_document(document, relative, index, result, floats=not plain):
                 candidates.append((relative, index, document))
+        read[relative] = (before, (len(result.invalid), result.documents))
+    candidates = _without_user_data_files(directory, candidates, read, result)
     for error in walk_errors:
         where = os.path.relpath(error.filename, root) if error.filename else directory
         result.invalid.append(Invalid(where, None, "", f"cannot read: {error.strerror}"))
@@ -143,3 +149,22 @@ def check_resource(document: dict[str, Any], *,
         found[kind].append(("-", 0, document))
         _read_kinds(found, result, disk_roots)
     return result.invalid
+
+
+def _without_user_data_files(directory: str, candidates: list[tuple[str, int, dict[str, Any]]],
+                             read: dict[str, tuple[tuple[int, int], tuple[int, int]]],
+                             result: LoadResult) -> list[tuple[str, int, dict[str, Any]]]:
+    """Forget what was read from the files VM documents name as userDataFile: user data
+    is never a manifest, whatever the file's name ends with."""
+    referenced = referenced_files(directory, candidates) & set(read)
+    if not referenced:
+        return candidates
+    for relative in referenced:
+        (_, documents_before), (_, documents_after) = read[relative]
+        result.documents -= documents_after - documents_before
+    result.invalid = [entry for entry in result.invalid if entry.file not in referenced]
+    for name, file in list(result.invalid_sources.items()):
+        if file in referenced:
+            del result.invalid_sources[name]
+            result.invalid_names.discard(name)
+    return [candidate for candidate in candidates if candidate[0] not in referenced]

@@ -10,11 +10,21 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from ..domainxml import disk_target_name
-from ..model import DesiredState, Disk, Interface, MoveStrategy, UpdatePolicy, VMSpec
+from ..model import (
+    DesiredState,
+    Disk,
+    Interface,
+    MoveStrategy,
+    Readiness,
+    UpdatePolicy,
+    VMSpec,
+)
 from ..units import parse_memory_kib
+from .cloudinit import CloudInitError, to_cloud_init
 from .resources import vm_resource_problem
 from .result import Invalid, LoadResult, printable
 from .validation import shown
@@ -49,6 +59,15 @@ def cross_check(
             spec = _to_spec(document, relative, roots)
             _check_images(spec, result)
             _check_resources(spec, result)
+            cloud = to_cloud_init((document.get("spec") or {}).get("cloudInit"),
+                                  root=result.directory, relative=relative,
+                                  warnings=result.warnings)
+            if cloud is not None:
+                spec = replace(spec, cloud_init=cloud)
+        except CloudInitError as exc:
+            result.invalid.append(Invalid(relative, index, exc.path, exc.reason))
+            result.refuse_name(name, relative)
+            continue
         except _FieldError as exc:
             result.invalid.append(Invalid(relative, index, exc.path, exc.reason))
             result.refuse_name(name, relative)
@@ -131,6 +150,8 @@ def _to_spec(document: dict[str, Any], relative: str, roots: list[str]) -> VMSpe
         ),
         host=spec.get("host"),
         move_strategy=MoveStrategy(spec.get("moveStrategy", "cold")),
+        guest_agent=spec.get("guestAgent"),
+        readiness=Readiness(spec.get("readiness", "running")),
     )
 
 

@@ -3,7 +3,8 @@
 Called by `controller.planner.placement` (and through it by the reconciler, under
 the VM's lock, right after observing the domain).
 Never imports libvirt. Steps come in the contract's fixed order, each only
-when needed: set-memory, shutdown/destroy, undefine, define, autostart, start.
+when needed: set-memory, attach/detach (hot-plug), shutdown/destroy, undefine, define,
+autostart, start.
 
 What is compared:
 - the saved (persistent) definition against the manifest decides `define`;
@@ -17,6 +18,7 @@ What is compared:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from .. import domainxml
 from ..model import (
@@ -34,6 +36,8 @@ from ..model import (
     VMSpec,
 )
 from ..units import format_kib, round_up_mib
+from .devices import device_changes, hotplug_steps
+from .seed import SeedPlan
 from .storage import delete_steps
 
 #: Machine aliases ('pc') to libvirt's canonical names ('pc-i440fx-7.2'), as the
@@ -45,13 +49,14 @@ Created = tuple[tuple[str, str], ...]
 
 
 def plan(spec: VMSpec, observed: Observed, *, machines: Machines | None = None,
-         created: Created = ()) -> Plan:
+         created: Created = (), seed: SeedPlan | None = None) -> Plan:
     """The ordered steps that take `observed` to `spec`, each with its reason.
 
     `created`: the volumes (pool, name) the VM's storage steps create before these
-    steps run: the definition records them in its ownership mark."""
+    steps run: the definition records them in its ownership mark. `seed`: the
+    cloud-init seed the definition attaches (seed.py)."""
     if not observed.exists:
-        return _plan_create(spec, "the domain does not exist", created)
+        return _plan_create(spec, "the domain does not exist", created, seed)
     if not observed.managed and not spec.adopt:
         return Plan(conflict=(
             f"domain '{spec.name}' exists and is not managed by reconcile; "
@@ -62,14 +67,17 @@ def plan(spec: VMSpec, observed: Observed, *, machines: Machines | None = None,
     saved = observed.saved
     assert saved is not None  # an existing domain always has a definition
     if spec.uuid and spec.uuid.lower() != saved.uuid:
-        return _plan_replace(spec, observed, saved, created)
-    return _plan_update(spec, observed, saved, machines or {}, created)
+        return _plan_replace(spec, observed, saved, created, seed)
+    return _plan_update(spec, observed, saved, machines or {}, created, seed)
 
 
-def _plan_create(spec: VMSpec, reason: str, created: Created) -> Plan:
+def _plan_create(spec: VMSpec, reason: str, created: Created, seed: SeedPlan | None) -> Plan:
     if spec.state is DesiredState.ABSENT:
         return Plan()
-    steps = [Step(Action.DEFINE, reason, xml=domainxml.build_domain(spec, created=created))]
+    if seed is not None and not spec.uuid:
+        spec = replace(spec, uuid=seed.uuid)  # the seed's instance-id is this UUID
+    steps = [Step(Action.DEFINE, reason, xml=domainxml.build_domain(
+        spec, created=created, seed=seed.seed if seed else None))]
     if spec.autostart:
         steps.append(Step(Action.AUTOSTART, "autostart is wanted", autostart=True))
     if spec.state is DesiredState.RUNNING:
@@ -105,7 +113,7 @@ def _plan_remove(observed: Observed, spec: VMSpec, reason: str) -> Plan:
 
 
 def _plan_replace(spec: VMSpec, observed: Observed, saved: DomainConfig,
-                  created: Created) -> Plan:
+                  created: Created, seed: SeedPlan | None) -> Plan:
     """A pinned UUID that differs: the old domain goes, a new one is defined."""
     change = Change("uuid", saved.uuid, spec.uuid.lower() if spec.uuid else "", needs_restart=True)
     reason = f"{change}: the domain must be replaced"
@@ -115,7 +123,8 @@ def _plan_replace(spec: VMSpec, observed: Observed, saved: DomainConfig,
     removal = _plan_remove(observed, spec, reason)
     steps = list(removal.steps)
     steps.append(Step(Action.DEFINE, reason,
-                      xml=domainxml.build_domain(spec, observed.saved_xml, created=created)))
+                      xml=domainxml.build_domain(spec, observed.saved_xml, created=created,
+                                                 seed=seed.seed if seed else None)))
     if spec.autostart:
         steps.append(Step(Action.AUTOSTART, "autostart is wanted", autostart=True))
     if spec.state is DesiredState.RUNNING:
@@ -124,11 +133,21 @@ def _plan_replace(spec: VMSpec, observed: Observed, saved: DomainConfig,
 
 
 def _plan_update(spec: VMSpec, observed: Observed, saved: DomainConfig,
-                 machines: Machines, created: Created) -> Plan:
+                 machines: Machines, created: Created, seed: SeedPlan | None) -> Plan:
     changes = _config_changes(spec, saved, machines)
     restart_changes: list[Change] = []
+    live_steps: list[Step] = []
     if observed.power.active and observed.live is not None:
         restart_changes = _restart_changes(spec, observed.live, machines)
+        if spec.state is DesiredState.RUNNING:
+            live_steps, hot = hotplug_steps(spec, observed.live)
+            others = [change for change in restart_changes if change.field not in hot]
+            if others and spec.update_policy is UpdatePolicy.RESTART:
+                live_steps = []  # a restart comes anyway; the new definition brings them
+            else:
+                restart_changes = others
+                changes = [replace(change, needs_restart=False) if change.field in hot
+                           else change for change in changes]
     active = observed.power.active
     steps: list[Step] = []
 
@@ -143,6 +162,7 @@ def _plan_update(spec: VMSpec, observed: Observed, saved: DomainConfig,
             f"{format_kib(spec.current_memory_kib)} (live)",
             memory_kib=spec.current_memory_kib,
         ))
+    steps.extend(live_steps)
 
     stopping = False
     restart_pending = None
@@ -171,12 +191,15 @@ def _plan_update(spec: VMSpec, observed: Observed, saved: DomainConfig,
                       if (pool, name) not in saved.created_volumes]
         if unrecorded:
             define_reasons.append(f"ownership mark: created {', '.join(unrecorded)}")
+    if seed is not None and seed.reason:
+        define_reasons.append(seed.reason)
     if not observed.persistent:
         define_reasons.append("the domain is transient: make it persistent")
     if define_reasons:
         steps.append(Step(
             Action.DEFINE, ", ".join(define_reasons),
-            xml=domainxml.build_domain(spec, observed.saved_xml, created=created),
+            xml=domainxml.build_domain(spec, observed.saved_xml, created=created,
+                                       seed=seed.seed if seed else None),
         ))
 
     if observed.autostart != spec.autostart:
@@ -249,6 +272,7 @@ def _restart_changes(
             "interfaces", _describe_interfaces(config.interfaces),
             _describe_interfaces(spec.interfaces), True,
         ))
+    changes.extend(device_changes(spec, config))
     return changes
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -133,13 +135,19 @@ class DomainSteps:
             self._c.calls += 1
             dom.setAutostart(1 if enabled else 0)
 
-    def migrate(self, name: str, target: Connection, *, persist_xml: str) -> None:
+    def migrate(self, name: str, target: Connection, *, persist_xml: str,
+                disks: Sequence[str] = ()) -> None:
         """Live-migrate running domain `name` to `target`: persistent there with
         `persist_xml` as its saved definition, undefined here. libvirt rolls a failed
-        migration back; the guest keeps running here."""
+        migration back; the guest keeps running here. `disks` (targets: vda, ...) are
+        copied whole during the migration (VIR_MIGRATE_NON_SHARED_DISK), into volumes
+        that must exist on `target` already; the other disks are shared storage."""
         flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST
                  | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
         params: dict[str, Any] = {libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: persist_xml}
+        if disks:
+            flags |= libvirt.VIR_MIGRATE_NON_SHARED_DISK
+            params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = list(disks)
         address = migration_uri(target.uri)
         if address:
             params[libvirt.VIR_MIGRATE_PARAM_URI] = address
@@ -160,3 +168,53 @@ class DomainSteps:
         except PermanentError as error:
             if not is_not_running(error):
                 raise
+
+    def attach_device(self, name: str, device_xml: str) -> None:
+        """Hot-plug `device_xml` into running domain `name` (VIR_DOMAIN_AFFECT_LIVE only:
+        the define step saves the definition). Already there, or the domain not running
+        (the define and the next boot bring it): done."""
+        try:
+            with self._c.call(f"cannot hot-plug a device into domain '{name}'") as conn:
+                dom = self._domain(conn, name)
+                self._c.calls += 1
+                if live_device(dom.XMLDesc(0), device_xml) is not None:
+                    return
+                self._c.calls += 1
+                dom.attachDeviceFlags(device_xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        except PermanentError as error:
+            if not is_not_running(error):
+                raise
+
+    def detach_device(self, name: str, device_xml: str) -> None:
+        """Unplug the running domain's device that `device_xml` names (by element and
+        target: libvirt wants the live element, with the source path it chose). Not
+        there, or the domain not running: done."""
+        try:
+            with self._c.call(f"cannot unplug a device from domain '{name}'") as conn:
+                dom = self._domain(conn, name)
+                self._c.calls += 1
+                found = live_device(dom.XMLDesc(0), device_xml)
+                if found is None:
+                    return
+                self._c.calls += 1
+                dom.detachDeviceFlags(found, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        except PermanentError as error:
+            if not is_not_running(error):
+                raise
+
+
+def live_device(domain_xml: str, device_xml: str) -> str | None:
+    """The device element of `domain_xml` that `device_xml` names: the same element name
+    and every attribute of its `<target>`; None when there is none."""
+    wanted = ET.fromstring(device_xml)
+    wanted_target = wanted.find("target")
+    want = dict(wanted_target.attrib) if wanted_target is not None else {}
+    devices = ET.fromstring(domain_xml).find("devices")
+    for element in devices if devices is not None else ():
+        if element.tag != wanted.tag:
+            continue
+        target = element.find("target")
+        have = dict(target.attrib) if target is not None else {}
+        if all(have.get(key) == value for key, value in want.items()):
+            return ET.tostring(element, encoding="unicode")
+    return None

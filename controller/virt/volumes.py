@@ -1,42 +1,20 @@
 """Storage volumes through libvirt: read, create (empty or as an overlay), copy, grow,
-delete, and who uses them. Called through `Hypervisor.storage` (storage.py).
-
-The partial rule. libvirt cannot rename a volume, so a volume cannot be written
-under a temporary name and published. Instead every volume reconcile writes
-(created empty, as an overlay, copied, uploaded, transferred) is written under
-its final name NAME while a marker volume NAME.reconcile-partial (raw, 0 bytes)
-exists in the same pool: the marker is created first and deleted last, after the
-content is complete and, for uploads, its sha256 is verified. So:
-  - a kill -9 or a daemon restart at any moment leaves the marker: `volume_info`
-    says `partial=True`, `require_complete` raises PartialVolume, an overlay on it
-    is refused, and a rerun of the same call deletes NAME and writes it again;
-  - a NAME without a marker is complete and is never written again ("created
-    once, never overwritten"): a rerun returns it with `created=False` and notes
-    of how it differs from what was asked.
-The marker names are reserved: `check_volume_name` refuses them as volume names.
-"""
+delete, and who uses them. Called through `Hypervisor.storage` (storage.py). Every write
+keeps the partial rule of partial.py."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import libvirt
 
-from ..errors import HypervisorError
-from .errors import code
+from .partial import delete_raw, find_complete, writing
 from .pools import active_pool
 from .storage_errors import (
     InvalidRequest,
     PartialVolume,
-    PoolNotFound,
-    PoolUnusable,
     ShrinkRefused,
     VolumeConflict,
-    VolumeNotFound,
-    classify_storage,
     translate_storage,
 )
 from .storagexml import (
@@ -45,227 +23,20 @@ from .storagexml import (
     VolumeInfo,
     check_format,
     check_volume_name,
-    differences,
-    disk_sources,
     marker_name,
-    parse_volume,
-    same_path,
     volume_xml,
     whole_sectors,
 )
+from .volume_reads import (
+    lookup_volume,
+    read_volume_info,
+    require_complete,
+    volume_by_path,
+    volume_users,
+    volumes_backed_by,
+)
 
 log = logging.getLogger(__name__)
-
-# --- reading volumes ------------------------------------------------------------------
-
-def lookup_volume(pool: Any, name: str) -> Any | None:
-    try:
-        with translate_storage(f"cannot find volume {name!r} in pool {pool.name()!r}"):
-            return pool.storageVolLookupByName(name)
-    except VolumeNotFound:
-        return None
-
-
-def read_volume_info(pool: Any, vol: Any, *, partial: bool | None = None) -> VolumeInfo:
-    name = vol.name()
-    if partial is None:
-        partial = lookup_volume(pool, marker_name(name)) is not None
-    with translate_storage(f"cannot read volume {name!r} in pool {pool.name()!r}"):
-        return parse_volume(vol.XMLDesc(0), pool=pool.name(), partial=partial)
-
-
-def volume_info(conn: libvirt.virConnect, *, pool: str, name: str) -> VolumeInfo | None:
-    """The volume `name` in `pool` (with `partial` set when it is an interrupted write),
-    or None when there is no such volume."""
-    check_volume_name(name)
-    handle = active_pool(conn, pool)
-    vol = lookup_volume(handle, name)
-    return None if vol is None else read_volume_info(handle, vol)
-
-
-def require_complete(conn: libvirt.virConnect, *, pool: str, name: str) -> VolumeInfo:
-    """The volume, if it exists and is complete: the one check before attaching a volume
-    to a domain or using it as a backing file. VolumeNotFound or PartialVolume else."""
-    info = volume_info(conn, pool=pool, name=name)
-    if info is None:
-        raise VolumeNotFound(f"volume {name!r} does not exist in pool {pool!r}")
-    if info.partial:
-        raise PartialVolume(f"volume {name!r} in pool {pool!r} is an interrupted write "
-                            f"(marker {marker_name(name)!r}); it is not used")
-    return info
-
-
-def volume_by_path(conn: libvirt.virConnect, *, path: str) -> VolumeInfo | None:
-    """The volume whose file is `path` in any active pool, or None."""
-    try:
-        with translate_storage(f"cannot find a volume at {path}"):
-            vol = conn.storageVolLookupByPath(path)
-            pool = vol.storagePoolLookupByVolume()
-    except VolumeNotFound:
-        return None
-    return read_volume_info(pool, vol)
-
-
-def list_volumes(conn: libvirt.virConnect, *, pool: str) -> list[VolumeInfo]:
-    """Every volume of `pool` except partial markers, each with `partial` set."""
-    handle = active_pool(conn, pool)
-    with translate_storage(f"cannot list volumes of pool {pool!r}"):
-        vols = handle.listAllVolumes(0)
-        names = {vol.name() for vol in vols}
-    found = []
-    for vol in vols:
-        name = vol.name()
-        if name.endswith(marker_name("")):
-            continue
-        try:
-            found.append(read_volume_info(handle, vol, partial=marker_name(name) in names))
-        except VolumeNotFound:
-            continue  # deleted meanwhile
-    return found
-
-
-def volumes_backed_by(conn: libvirt.virConnect, *, path: str) -> list[VolumeInfo]:
-    """The volumes, in every active pool, whose backing file is `path`: an image volume
-    with any of them is in use and is never deleted."""
-    with translate_storage("cannot list storage pools"):
-        pools = conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE)
-    found = []
-    for pool in pools:
-        try:
-            volumes = list_volumes(conn, pool=pool.name())
-        except (PoolNotFound, PoolUnusable):
-            continue
-        found += [vol for vol in volumes
-                  if vol.backing is not None and same_path(vol.backing.path, path)]
-    return found
-
-
-def volume_users(conn: libvirt.virConnect, *, path: str, include_backing: bool = False,
-                 running_only: bool = False) -> list[str]:
-    """The domains (running or defined) with a disk on `path`, given as a file or as a
-    pool/volume source; with `include_backing`, also those whose disk's backing chain
-    reaches it (running domains only: libvirt reports the chain in the live XML)."""
-    flags = libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE if running_only else 0
-    with translate_storage("cannot list domains"):
-        domains = conn.listAllDomains(flags)
-    resolved: dict[tuple[str, str], str | None] = {}
-
-    def volume_path(pool: str, volume: str) -> str | None:
-        if (pool, volume) not in resolved:
-            try:
-                resolved[(pool, volume)] = conn.storagePoolLookupByName(pool) \
-                    .storageVolLookupByName(volume).path()
-            except libvirt.libvirtError:
-                resolved[(pool, volume)] = None
-        return resolved[(pool, volume)]
-
-    users = []
-    for dom in domains:
-        try:
-            name = dom.name()
-            xmls = [dom.XMLDesc(0)]
-            if dom.isActive() and dom.isPersistent():
-                xmls.append(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == code("VIR_ERR_NO_DOMAIN"):
-                continue  # undefined meanwhile
-            raise classify_storage(exc, "cannot read a domain's disks") from exc
-        for xml in xmls:
-            sources = disk_sources(xml)
-            if not include_backing:
-                sources = [source for source in sources if source.depth == 0]
-            if any(_points_at(source.path, source.pool, source.volume, path, volume_path)
-                   for source in sources):
-                users.append(name)
-                break
-    return sorted(users)
-
-
-def _points_at(source_path: str | None, pool: str | None, volume: str | None, path: str,
-               volume_path: Callable[[str, str], str | None]) -> bool:
-    if source_path is not None:
-        return same_path(source_path, path)
-    if pool and volume:
-        found = volume_path(pool, volume)
-        return found is not None and same_path(found, path)
-    return False
-
-
-# --- writing volumes ------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def writing(pool: Any, name: str) -> Iterator[Callable[[], None]]:
-    """The partial rule around one write of `name`: the marker exists before the body
-    starts; a partial `name` from an earlier run is deleted first. The body calls the
-    yielded `done` when the content is complete; only then is the marker removed. If the
-    body fails, what it wrote is deleted, then the marker (best effort: a leftover that
-    cannot be deleted keeps its marker)."""
-    where = f"volume {name!r} in pool {pool.name()!r}"
-    marker = marker_name(name)
-    interrupted = lookup_volume(pool, marker) is not None
-    if not interrupted:
-        with translate_storage(f"cannot create the partial marker of {where}"):
-            try:
-                pool.createXML(volume_xml(name=marker, capacity=0, format="raw", mode=0o600), 0)
-            except libvirt.libvirtError as exc:
-                if exc.get_error_code() != code("VIR_ERR_STORAGE_VOL_EXIST"):
-                    raise
-    leftover = lookup_volume(pool, name)
-    if leftover is not None:
-        if not interrupted:  # made meanwhile by another client, complete: not ours to touch
-            fresh = lookup_volume(pool, marker)
-            if fresh is not None:
-                delete_raw(fresh, f"the partial marker of {where}")
-            raise VolumeConflict(f"{where} was created meanwhile by another client")
-        log.info("deleting the partial %s left by an interrupted run", where)
-        delete_raw(leftover, where)
-    finished = False
-
-    def done() -> None:
-        nonlocal finished
-        finished = True
-
-    try:
-        yield done
-    except BaseException:
-        with contextlib.suppress(HypervisorError):  # the first error is the one to report
-            written = lookup_volume(pool, name)
-            if written is not None:
-                delete_raw(written, where)
-            # nothing of the write is left: the marker has nothing left to mark
-            marker_vol = lookup_volume(pool, marker)
-            if marker_vol is not None:
-                delete_raw(marker_vol, f"the partial marker of {where}")
-        raise
-    if not finished:
-        raise RuntimeError(f"write of {where} ended without completing")  # a bug of ours
-    marker_vol = lookup_volume(pool, marker)
-    if marker_vol is not None:
-        delete_raw(marker_vol, f"the partial marker of {where}")
-
-
-def delete_raw(vol: Any, where: str) -> None:
-    try:
-        with translate_storage(f"cannot delete {where}"):
-            vol.delete(0)
-    except VolumeNotFound:
-        pass
-
-
-def find_complete(pool: Any, name: str, *, format: str, capacity: int | None,
-              backing: Backing | None) -> Ensured | None:
-    """A complete existing `name` as an Ensured (created=False), or None if there is none
-    or it is partial (the caller writes it again)."""
-    vol = lookup_volume(pool, name)
-    if vol is None:
-        return None
-    info = read_volume_info(pool, vol)
-    if info.partial:
-        return None
-    return Ensured(volume=info, created=False,
-                   notes=differences(info, format=format, capacity=capacity, backing=backing))
-
 
 def check_backing(conn: libvirt.virConnect, backing: Backing) -> VolumeInfo | None:
     """The backing file's volume, refusing a partial one; None if it is not a volume."""

@@ -9,7 +9,10 @@ from pathlib import Path
 import libvirt
 import yaml
 
-from .support import Manifests, OnceRunner, Runner, must_read, qcow2
+from tests.support.command import OnceRunner, Runner
+from tests.support.disks import qcow2
+from tests.support.domains import must_read
+from tests.support.manifests import Manifests
 
 
 def _define(conn: libvirt.virConnect, name: str, virt_type: str, image: Path,

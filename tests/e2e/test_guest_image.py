@@ -29,6 +29,7 @@ from typing import Any, Literal
 import libvirt
 import pytest
 
+from tests.support.domains import remove_domain
 from tests.support.guest import (
     agent_command,
     guest_exec,
@@ -40,7 +41,7 @@ from tests.support.guest import (
     wait_for_agent,
     wait_for_serial,
 )
-from tests.waiting import wait_until
+from tests.support.prefix import unique_prefix
 
 pytestmark = [pytest.mark.guest]
 
@@ -220,18 +221,8 @@ class Lab:
 
 def _remove_domain(conn: Any, name: str) -> None:
     """Destroy and undefine `name` with its NVRAM and TPM state."""
-    def gone() -> bool:
-        try:
-            dom = conn.lookupByName(name)
-            if dom.isActive():
-                dom.destroy()
-            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
-                              | libvirt.VIR_DOMAIN_UNDEFINE_TPM)
-            conn.lookupByName(name)
-        except libvirt.libvirtError as exc:
-            return bool(exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN)
-        return False
-    wait_until(gone, timeout=60, interval=0.2, what=f"domain {name} to be removed")
+    remove_domain(conn, name,
+                  flags=libvirt.VIR_DOMAIN_UNDEFINE_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_TPM)
     # libvirt leaves its own logs of a domain behind; these are this test's domains
     for log in (Path("/var/log/libvirt/qemu") / f"{name}.log",
                 Path("/var/log/swtpm/libvirt/qemu") / f"{name}-swtpm.log"):
@@ -241,7 +232,7 @@ def _remove_domain(conn: Any, name: str) -> None:
 @pytest.fixture(scope="module")
 def lab(conn: Any, request: pytest.FixtureRequest) -> Iterator[Lab]:
     base = guest_image()
-    prefix = f"t-{secrets.token_hex(4)}-"
+    prefix = unique_prefix()
     directory = IMAGES / f"{prefix}guest"
     directory.mkdir(mode=0o755)
     module_start = time.monotonic()

@@ -7,15 +7,10 @@ from pathlib import Path
 
 import libvirt
 
-from .support import (
-    MIB,
-    Manifests,
-    OnceRunner,
-    VMBuilder,
-    must_read,
-    qcow2,
-    read_domain,
-)
+from tests.support.command import OnceRunner
+from tests.support.disks import qcow2
+from tests.support.domains import MIB, must_read, read_domain
+from tests.support.manifests import Manifests, VMBuilder
 
 
 def test_an_invalid_file_beside_valid_ones_leaves_its_vm_untouched(
@@ -45,7 +40,10 @@ def test_an_invalid_file_beside_valid_ones_leaves_its_vm_untouched(
     ]
     assert "not valid YAML" in invalid[0]["error"]
     assert "'two'" in invalid[1]["error"]
-    assert keep not in result.vms
+    # reported as left alone (its manifest is invalid), with no step; never an orphan
+    assert (result.result(keep), result.actions(keep)) == ("failed", [])
+    assert result.vms[keep]["error"] == "left as it is: its manifest keep.yaml is invalid"
+    assert keep not in result.report["orphans"]
     assert must_read(conn, keep) == before
     assert (result.result(other), result.actions(other)) == ("converged", ["define"])
     assert must_read(conn, other).saved.memory_kib == 80 * MIB

@@ -9,7 +9,9 @@ from collections.abc import Callable
 import libvirt
 import pytest
 
-from .support import MIB, Config, Manifests, OnceRunner, VMBuilder, must_read, read_domain
+from tests.support.command import OnceRunner
+from tests.support.domains import MIB, Config, must_read, read_domain
+from tests.support.manifests import Manifests, VMBuilder
 
 
 def test_create_two_vms_then_a_rerun_changes_nothing(
@@ -174,6 +176,7 @@ def test_stopped_then_absent_then_running_again(
     assert read_domain(conn, name) is None
     assert once(check_exit=0).vms[name] == {
         "name": name, "source": "a.yaml", "steps": [], "result": "unchanged", "error": None,
+        "addresses": [], "agent": None,
     }
 
     manifests.write("a.yaml", vm("a", state="running"))

@@ -18,6 +18,10 @@ from pathlib import Path
 import libvirt
 import pytest
 
+from tests.support.command import OnceRunner, Runner
+from tests.support.disks import IMAGES
+from tests.support.domains import define_unmanaged, must_read, remove_domains
+from tests.support.manifests import Manifests, VMBuilder
 from tests.support.netres import (
     bridge_index,
     define_network,
@@ -34,9 +38,7 @@ from tests.support.netres import (
     remove_networks,
     remove_pools,
 )
-from tests.waiting import wait_until
-
-from .support import IMAGES, Manifests, OnceRunner, Runner, VMBuilder, define_unmanaged, must_read
+from tests.support.waiting import wait_until
 
 MAC1, MAC2 = "52:54:00:5e:00:01", "52:54:00:5e:00:02"
 
@@ -46,8 +48,6 @@ def resources(conn: libvirt.virConnect, prefix: str) -> Iterator[str]:
     """The prefix; afterwards the prefix's domains (first: they hold the network and
     the volumes), networks and pools are gone, and the pools' folders with them."""
     yield prefix
-    from .support import remove_domains
-
     remove_domains(conn, prefix)
     remove_networks(conn, prefix)
     remove_pools(conn, prefix, folders=IMAGES)

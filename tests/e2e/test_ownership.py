@@ -12,15 +12,9 @@ from pathlib import Path
 
 import libvirt
 
-from .support import (
-    Manifests,
-    OnceRunner,
-    Runner,
-    VMBuilder,
-    define_unmanaged,
-    must_read,
-    read_domain,
-)
+from tests.support.command import OnceRunner, Runner
+from tests.support.domains import define_unmanaged, must_read, read_domain
+from tests.support.manifests import Manifests, VMBuilder
 
 
 def test_an_unmanaged_domain_is_a_conflict_and_is_left_untouched(

@@ -15,19 +15,11 @@ import libvirt
 import pytest
 
 from controller.locks import VMLocks
-
-from ..waiting import wait_until
-from .support import (
-    MIB,
-    Manifests,
-    OnceRunner,
-    VMBuilder,
-    clean_env,
-    command,
-    must_read,
-    parse_report,
-    read_domain,
-)
+from tests.support.command import OnceRunner, clean_env, command, parse_report
+from tests.support.domains import MIB, must_read, read_domain
+from tests.support.manifests import Manifests, VMBuilder
+from tests.support.processes import LineReader
+from tests.support.waiting import wait_until
 
 
 class KillOnLine:
@@ -37,22 +29,22 @@ class KillOnLine:
     def __init__(self, proc: subprocess.Popen[str], trigger: str):
         self.proc = proc
         self.trigger = trigger
-        self.lines: list[str] = []
         self.fired = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
+        assert proc.stderr is not None
+        self._stderr = LineReader(proc.stderr, on_line=self._kill_on_trigger)
 
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line)
-            if not self.fired.is_set() and self.trigger in line:
-                self.proc.send_signal(signal.SIGKILL)
-                self.fired.set()
+    def _kill_on_trigger(self, line: str) -> None:
+        if not self.fired.is_set() and self.trigger in line:
+            self.proc.send_signal(signal.SIGKILL)
+            self.fired.set()
+
+    @property
+    def text(self) -> str:
+        return self._stderr.text
 
     def wait(self, timeout: float = 120) -> int:
         code = self.proc.wait(timeout=timeout)
-        self._thread.join(timeout=10)
+        self._stderr.join(timeout=10)
         return code
 
 
@@ -92,7 +84,7 @@ def test_kill_9_in_the_middle_of_a_run_then_a_run_converges(
                             text=True, env=clean_env())
     killer = KillOnLine(proc, trigger if trigger.startswith(":") else prefix + trigger)
     code = killer.wait()
-    stderr = "".join(killer.lines)
+    stderr = killer.text
     assert killer.fired.is_set(), f"never saw {trigger!r}; exit {code}\n{stderr}"
     assert code == -signal.SIGKILL, stderr
     assert "Traceback" not in stderr

@@ -11,16 +11,10 @@ from pathlib import Path
 
 import libvirt
 
-from .support import (
-    RECONCILE,
-    URI,
-    Manifests,
-    OnceRunner,
-    Runner,
-    VMBuilder,
-    clean_env,
-    define_unmanaged,
-)
+from tests.support.command import RECONCILE, OnceRunner, Runner, clean_env, run_captured
+from tests.support.domains import define_unmanaged
+from tests.support.libvirtd import SYSTEM_URI
+from tests.support.manifests import Manifests, VMBuilder
 
 
 def test_status_shows_desired_actual_and_why(
@@ -34,13 +28,14 @@ def test_status_shows_desired_actual_and_why(
 
     text = run("status", check_exit=1)  # 1: the unmanaged pet is a conflict
     header, *rows = [re.split(r"\s{2,}", line) for line in text.stdout.splitlines()]
-    assert header == ["NAME", "DESIRED", "ACTUAL", "MEMORY", "VCPUS", "OWNER", "SYNC", "REASON"]
+    assert header == ["NAME", "DESIRED", "ACTUAL", "MEMORY", "VCPUS", "OWNER", "SYNC",
+                      "ADDRESSES", "AGENT", "REASON"]
     cells = {row[0]: row for row in rows}
     assert cells[prefix + "a"] == [
-        prefix + "a", "running", "running", "96 MiB/64 MiB", "1/1", "managed", "no",
+        prefix + "a", "running", "running", "96 MiB/64 MiB", "1/1", "managed", "no", "-", "-",
         "memory 64 MiB → 96 MiB (restart), currentMemory 64 MiB → 96 MiB"]
     assert cells[prefix + "b"] == [
-        prefix + "b", "stopped", "stopped", "64 MiB/64 MiB", "1/1", "managed", "yes"]
+        prefix + "b", "stopped", "stopped", "64 MiB/64 MiB", "1/1", "managed", "yes", "-", "-"]
     assert cells[prefix + "gone"][5:7] == ["orphan", "no"]
     assert cells[prefix + "pet"][5:7] == ["unmanaged", "conflict"]
 
@@ -48,6 +43,12 @@ def test_status_shows_desired_actual_and_why(
     by_name = {row["name"]: row for row in report["vms"]}
     assert by_name[prefix + "a"]["memory"] == {"desired": "96 MiB", "actual": "64 MiB"}
     assert by_name[prefix + "b"]["in_sync"] == "yes"
+    # the contract's keys (section 9): a tiny guest without NIC or agent channel
+    assert {key: by_name[prefix + "b"][key] for key in (
+        "name", "host", "desired", "actual", "inSync", "agent", "addresses")} == {
+        "name": prefix + "b", "host": None, "desired": "stopped", "actual": "stopped",
+        "inSync": True, "agent": None, "addresses": []}
+    assert (by_name[prefix + "a"]["inSync"], by_name[prefix + "a"]["agent"]) == (False, None)
     # status changed nothing
     assert conn.lookupByName(prefix + "a").maxMemory() == 64 * 1024
 
@@ -74,7 +75,7 @@ def _on_a_terminal(argv: list[str], env: dict[str, str]) -> str:
 def test_plan_is_coloured_on_a_terminal_only_and_never_with_no_color(
         prefix: str, manifests: Manifests, vm: VMBuilder, lock_dir: Path) -> None:
     manifests.write("a.yaml", vm("a"))
-    argv = [str(RECONCILE), "--once", "--dry-run", "-m", str(manifests.path), "-c", URI,
+    argv = [str(RECONCILE), "--once", "--dry-run", "-m", str(manifests.path), "-c", SYSTEM_URI,
             "--lock-dir", str(lock_dir)]
     env = clean_env()
     env.pop("NO_COLOR", None)
@@ -85,7 +86,7 @@ def test_plan_is_coloured_on_a_terminal_only_and_never_with_no_color(
     plain = _on_a_terminal(argv, {**env, "NO_COLOR": "1"})
     assert "\x1b[" not in plain and f"  + {prefix}a  planned" in plain
 
-    piped = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    piped = run_captured(argv, env=env)
     assert piped.returncode == 3
     assert "\x1b[" not in piped.stdout
     # other tests' managed domains may add "; N orphans" to the line
@@ -96,7 +97,7 @@ def test_plan_is_coloured_on_a_terminal_only_and_never_with_no_color(
 def test_progress_on_a_terminal_only(
         prefix: str, manifests: Manifests, vm: VMBuilder, lock_dir: Path) -> None:
     manifests.write("a.yaml", vm("a"), vm("b", state="stopped"))
-    argv = [str(RECONCILE), "--once", "-m", str(manifests.path), "-c", URI,
+    argv = [str(RECONCILE), "--once", "-m", str(manifests.path), "-c", SYSTEM_URI,
             "--lock-dir", str(lock_dir)]
     leader, follower = pty.openpty()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=follower, env=clean_env())
@@ -118,5 +119,5 @@ def test_progress_on_a_terminal_only(
     assert f"{prefix}a: start" in progress  # the step a worker is running
     assert "\x1b[" not in out.decode() and "[2/2]" not in out.decode()
 
-    piped = subprocess.run(argv, capture_output=True, text=True, env=clean_env(), check=False)
+    piped = run_captured(argv, env=clean_env())
     assert piped.returncode == 0 and piped.stderr == ""

@@ -33,9 +33,11 @@ from controller.virt.storage_errors import (
     VolumeConflict,
 )
 from controller.virt.storagexml import PARTIAL_SUFFIX, Backing
-from tests.waiting import wait_until
-
-from .support import IMAGES, REPO, URI, remove_domains
+from tests.support.command import REPO
+from tests.support.disks import IMAGES
+from tests.support.domains import remove_domains
+from tests.support.libvirtd import SYSTEM_URI
+from tests.support.waiting import wait_until
 
 MIB = 1 << 20
 
@@ -234,7 +236,7 @@ def test_transfer_between_connections(conn: libvirt.virConnect, pools: PoolMaker
     here, there = pools("here"), pools("there")
     image = qcow2_image(tmp_path / "image.qcow2")
     storage.upload_volume(conn, pool=here, name="v", path=str(image))
-    other = libvirt.open(URI)  # a second host's connection, as far as the code can tell
+    other = libvirt.open(SYSTEM_URI)  # a second host's connection, as far as the code can tell
     try:
         moved = storage.transfer_volume(source=conn, source_pool=here, name="v",
                                         target=other, target_pool=there)

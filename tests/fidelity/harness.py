@@ -24,7 +24,6 @@ from __future__ import annotations
 import difflib
 import json
 import re
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -41,9 +40,12 @@ import yaml
 
 from controller.units import parse_memory_kib
 from tests.fidelity.build_corpus import CORPUS, FAMILIES, for_libvirt, fresh_uuid
+from tests.support.command import REPO
+from tests.support.domains import remove_domains
+from tests.support.libvirtd import SYSTEM_URI
+from tests.support.prefix import unique_prefix
 
-URI = "qemu:///system"
-REPO = Path(__file__).resolve().parents[2]
+URI = SYSTEM_URI
 XML_FLAGS = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
 STAGES = ("define", "export", "validate", "adopt", "adopt-xml", "memory", "memory-xml",
           "dry-run")
@@ -95,7 +97,7 @@ def corpus_files(families: Sequence[str] = FAMILIES) -> list[tuple[str, Path]]:
 def run(files: Sequence[tuple[str, Path]], *, uri: str = URI, workers: int = 8) -> Report:
     """The whole pipeline over `files`; always cleans up what it defined."""
     started = time.monotonic()
-    prefix = f"t-{secrets.token_hex(4)}-"
+    prefix = unique_prefix()
     cases = [Case(family, path.stem, f"{prefix}{index}", path.read_text(encoding="utf-8"))
              for index, (family, path) in enumerate(files)]
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -125,7 +127,7 @@ def run(files: Sequence[tuple[str, Path]], *, uri: str = URI, workers: int = 8) 
                     _check_memory(case)
             _once(live, uri, work, groups, stage="dry-run", dry_run=True)
     finally:
-        _remove(connection, prefix)
+        remove_domains(connection, prefix)
         connection.close()
     return Report(cases, time.monotonic() - started, groups)
 
@@ -281,24 +283,6 @@ def _check_memory(case: Case) -> None:
     after = _without_memory(_canonical(changed))
     if before != after:
         case.fail("memory-xml", _diff(before, after))
-
-
-def _remove(connection: libvirt.virConnect, prefix: str) -> None:
-    def remove(dom: libvirt.virDomain) -> None:
-        try:
-            if dom.isActive():
-                dom.destroy()
-            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
-        except libvirt.libvirtError as error:
-            if error.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                raise
-
-    mine = [dom for dom in connection.listAllDomains(0) if dom.name().startswith(prefix)]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(remove, mine))
-    left = [dom.name() for dom in connection.listAllDomains(0) if dom.name().startswith(prefix)]
-    if left:
-        raise RuntimeError(f"domains left behind: {left}")
 
 
 # --- XML comparison --------------------------------------------------------------------

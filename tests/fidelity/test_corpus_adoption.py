@@ -8,10 +8,11 @@ figures without asserting.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.support.libvirtd import system_libvirtd_up
 
 from . import harness
 from .build_corpus import CORPUS, FAMILIES
@@ -19,10 +20,7 @@ from .build_corpus import CORPUS, FAMILIES
 
 @pytest.fixture(scope="module")
 def report() -> harness.Report:
-    up = subprocess.run(["bash", str(harness.REPO / "scripts" / "libvirtd-up.sh")],
-                        capture_output=True, text=True, timeout=120, check=False)
-    if up.returncode != 0:
-        pytest.fail(f"scripts/libvirtd-up.sh exited {up.returncode}: {up.stderr.strip()}")
+    system_libvirtd_up()
     return harness.run(harness.corpus_files())
 
 

@@ -9,16 +9,9 @@ from pathlib import Path
 import pytest
 
 from controller.cli import main
+from tests.support.command import REPO, run_main
 
 from .conftest import vm
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(autouse=True)
@@ -27,20 +20,20 @@ def lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_examples_converge_on_the_test_driver(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "--once", "-m", str(REPO / "manifests"), "-c", "test:///default",
-                         "-o", "json")
+    code, out, err = run_main(capsys, "--once", "-m", str(REPO / "manifests"), "-c", "test:///default",
+                              "-o", "json")
     assert code == 0, err
     document = json.loads(out)
     assert set(document) == {"vms", "invalid", "orphans"}
     assert {vm["result"] for vm in document["vms"]} <= {"converged", "unchanged"}
     for entry in document["vms"]:
-        assert set(entry) == {"name", "source", "steps", "result", "error"}
+        assert set(entry) == {"name", "source", "steps", "result", "error", "addresses", "agent"}
 
 
 def test_dry_run_exits_3_when_changes_are_pending(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(vm("a"))
-    code, out, _ = run(capsys, "--once", "--dry-run", "-m", str(tmp_path), "-c", "test:///default")
+    code, out, _ = run_main(capsys, "--once", "--dry-run", "-m", str(tmp_path), "-c", "test:///default")
     assert code == 3
     assert "  + a  planned  (a.yaml)" in out
     assert "      define     the domain does not exist" in out
@@ -51,7 +44,7 @@ def test_dry_run_exits_3_when_changes_are_pending(
 def test_dry_run_exits_0_when_nothing_is_pending(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(vm("a", state="absent"))
-    code, out, _ = run(capsys, "--once", "--dry-run", "-m", str(tmp_path), "-c", "test:///default")
+    code, out, _ = run_main(capsys, "--once", "--dry-run", "-m", str(tmp_path), "-c", "test:///default")
     assert code == 0
     assert out.endswith("; 1 unchanged.\n")
 
@@ -60,8 +53,8 @@ def test_invalid_manifest_exit_2_and_valid_ones_still_converge(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     (tmp_path / "good.yaml").write_text(vm("good"))
     (tmp_path / "bad.yaml").write_text(vm("bad", vcpus="two"))
-    code, out, err = run(capsys, "--once", "-m", str(tmp_path), "-c", "test:///default",
-                         "-o", "json")
+    code, out, err = run_main(capsys, "--once", "-m", str(tmp_path), "-c", "test:///default",
+                              "-o", "json")
     assert code == 2
     document = json.loads(out)
     assert [v["name"] for v in document["vms"]] == ["good"]
@@ -73,7 +66,7 @@ def test_invalid_manifest_exit_2_and_valid_ones_still_converge(
 
 def test_conflict_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     (tmp_path / "t.yaml").write_text(vm("test"))  # the test driver's own, unmanaged domain
-    code, out, _ = run(capsys, "--once", "-m", str(tmp_path), "-c", "test:///default")
+    code, out, _ = run_main(capsys, "--once", "-m", str(tmp_path), "-c", "test:///default")
     assert code == 1
     assert "  ! test  conflict  (t.yaml)" in out
     assert "set spec.adopt: true to take it over" in out
@@ -81,9 +74,9 @@ def test_conflict_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
 
 def test_validate(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(vm("a"))
-    assert run(capsys, "validate", "-m", str(tmp_path))[0] == 0
+    assert run_main(capsys, "validate", "-m", str(tmp_path))[0] == 0
     (tmp_path / "b.yaml").write_text(vm("a"))
-    code, out, _ = run(capsys, "validate", "-m", str(tmp_path), "-o", "json")
+    code, out, _ = run_main(capsys, "validate", "-m", str(tmp_path), "-o", "json")
     assert code == 2
     invalid = json.loads(out)["invalid"]
     assert [(i["file"], i["path"]) for i in invalid] == [("a.yaml", "metadata.name"),
@@ -100,7 +93,7 @@ def test_validate(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
 ])
 def test_usage_errors_are_one_line_and_exit_2(
         capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
-    code, out, err = run(capsys, *argv)
+    code, out, err = run_main(capsys, *argv)
     assert code == 2
     assert out == ""
     assert err.count("\n") == 1 and err.startswith("reconcile: error: ")
@@ -110,8 +103,8 @@ def test_usage_errors_are_one_line_and_exit_2(
 def test_unreachable_libvirt_fails_each_vm(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(vm("a"))
-    code, out, err = run(capsys, "--once", "-m", str(tmp_path), "-o", "json",
-                         "-c", "qemu+unix:///system?socket=/nonexistent/libvirt-sock")
+    code, out, err = run_main(capsys, "--once", "-m", str(tmp_path), "-o", "json",
+                              "-c", "qemu+unix:///system?socket=/nonexistent/libvirt-sock")
     assert code == 1
     (entry,) = json.loads(out)["vms"]
     assert entry["result"] == "failed"
@@ -120,7 +113,7 @@ def test_unreachable_libvirt_fails_each_vm(
 
 
 def test_schema_and_version(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "schema")
+    code, out, _ = run_main(capsys, "schema")
     assert code == 0 and json.loads(out)["title"] == "VirtualMachine"
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
@@ -133,12 +126,12 @@ def test_manifests_others_may_write_are_warned_about_or_refused(
     manifest = tmp_path / "a.yaml"
     manifest.write_text(vm("a"))
     manifest.chmod(0o666)
-    code, out, err = run(capsys, "validate", "-m", str(tmp_path))
+    code, out, err = run_main(capsys, "validate", "-m", str(tmp_path))
     assert code == 0
     assert f"file {manifest} is writable by everyone; --strict-permissions refuses it" in err
 
-    code, out, _ = run(capsys, "validate", "-m", str(tmp_path), "--strict-permissions",
-                       "-o", "json")
+    code, out, _ = run_main(capsys, "validate", "-m", str(tmp_path), "--strict-permissions",
+                            "-o", "json")
     assert code == 2
     assert json.loads(out)["invalid"] == [{
         "file": "a.yaml", "document": None, "path": "",
@@ -146,10 +139,10 @@ def test_manifests_others_may_write_are_warned_about_or_refused(
 
     manifest.chmod(0o644)
     tmp_path.chmod(0o775)
-    code, _, err = run(capsys, "validate", "-m", str(tmp_path), "--strict-permissions")
+    code, _, err = run_main(capsys, "validate", "-m", str(tmp_path), "--strict-permissions")
     assert code == 2
     tmp_path.chmod(0o755)
-    assert run(capsys, "validate", "-m", str(tmp_path), "--strict-permissions")[0] == 0
+    assert run_main(capsys, "validate", "-m", str(tmp_path), "--strict-permissions")[0] == 0
 
 
 def test_step_log_records_every_step_of_every_run(
@@ -158,8 +151,8 @@ def test_step_log_records_every_step_of_every_run(
     manifests.mkdir()
     (manifests / "a.yaml").write_text(vm("a"))
     log = tmp_path / "steps.jsonl"
-    code, _, _ = run(capsys, "--once", "-m", str(manifests), "-c", "test:///default",
-                     "--step-log", str(log))
+    code, _, _ = run_main(capsys, "--once", "-m", str(manifests), "-c", "test:///default",
+                          "--step-log", str(log))
     assert code == 0
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(e["vm"], e["action"], e["phase"]) for e in lines] == [

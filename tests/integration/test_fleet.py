@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import threading
 import uuid as uuidlib
 from collections.abc import Iterator
@@ -23,15 +21,15 @@ import libvirt
 import pytest
 
 from controller import domainxml
-from controller.cli import main
 from controller.inventory import Inventory
 from controller.locks import VMLocks
 from controller.manifests import LoadResult, load_directory
 from controller.model import Action, Outcome, Result
 from controller.virt import Hypervisor
+from tests.support.command import run_main, run_reconcile
+from tests.support.waiting import wait_until
 
 from ..support.rig import Rig
-from ..waiting import wait_until
 from .conftest import vm
 
 HOSTS = ("kvm-1", "kvm-2", "kvm-3")
@@ -192,12 +190,6 @@ def actions(outcome: Outcome) -> list[tuple[str, str | None]]:
 def one(outcomes: list[Outcome], name: str) -> Outcome:
     (found,) = [outcome for outcome in outcomes if outcome.name == name]
     return found
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # --- convergence over three hosts ------------------------------------------------------------
@@ -527,17 +519,18 @@ def test_cli_dry_run_of_a_move_exits_3(world: World, capsys: pytest.CaptureFixtu
     world.uris["kvm-1"] = world.node("kvm-1", in_node(domain_xml("a", uid, "kvm-1"),
                                                       running=False))
     world.place("a", "kvm-2", state="stopped")
-    code, out, err = run(capsys, "--once", "--dry-run", "-m", str(world.tree), "-o", "json")
+    code, out, err = run_main(capsys, "--once", "--dry-run", "-m", str(world.tree), "-o", "json")
     assert code == 3, err
     assert json.loads(out) == {"vms": [{
         "name": "a", "source": "a.yaml", "host": "kvm-2", "result": "planned", "error": None,
         "steps": [{"action": "define", "reason": "move kvm-1 → kvm-2: kvm-1's definition, "
                                                  "same UUID"},
-                  {"action": "undefine", "reason": "move kvm-1 → kvm-2: done"}]}],
+                  {"action": "undefine", "reason": "move kvm-1 → kvm-2: done"}],
+        "addresses": [], "agent": None}],
         "invalid": [], "orphans": []}
     assert not (world.state / "inventory.json").exists()  # a dry run writes nothing
 
-    code, out, _ = run(capsys, "--once", "--dry-run", "-m", str(world.tree))
+    code, out, _ = run_main(capsys, "--once", "--dry-run", "-m", str(world.tree))
     assert code == 3
     assert out.splitlines()[:3] == [
         "host kvm-2:",
@@ -569,7 +562,7 @@ def test_cli_exits_1_naming_the_unreachable_host(world: World,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     spread(world)
     world.write_hosts({**world.uris, "kvm-3": REFUSED})
-    code, out, err = run(capsys, "--once", "-m", str(world.tree), "-o", "json")
+    code, out, err = run_main(capsys, "--once", "-m", str(world.tree), "-o", "json")
     assert code == 1
     document = json.loads(out)
     assert {entry["name"]: (entry["host"], entry["result"]) for entry in document["vms"]} == {
@@ -578,21 +571,21 @@ def test_cli_exits_1_naming_the_unreachable_host(world: World,
         "vm-2": ("kvm-3", "failed"), "vm-5": ("kvm-3", "failed")}
     assert "host kvm-3 is unreachable: " in err
 
-    code, out, _ = run(capsys, "--once", "-m", str(world.tree))
+    code, out, _ = run_main(capsys, "--once", "-m", str(world.tree))
     assert code == 1
     assert "note: host kvm-3 is unreachable: " in out
 
     # a host with no VM placed on it fails the run too: its orphans are unknown
     for name in ("vm-2", "vm-5"):
         (world.tree / f"{name}.yaml").unlink()
-    code, out, err = run(capsys, "--once", "-m", str(world.tree), "-o", "json")
+    code, out, err = run_main(capsys, "--once", "-m", str(world.tree), "-o", "json")
     assert code == 1
     assert {entry["result"] for entry in json.loads(out)["vms"]} == {"converged"}
     assert "host kvm-3 is unreachable: " in err
 
     # --host NAME=URI overrides hosts.yaml: now every host answers
-    code, out, err = run(capsys, "--once", "-m", str(world.tree), "-o", "json",
-                         "--host", f"kvm-3={world.uris['kvm-3']}")
+    code, out, err = run_main(capsys, "--once", "-m", str(world.tree), "-o", "json",
+                              "--host", f"kvm-3={world.uris['kvm-3']}")
     assert code == 0, err
     assert {entry["result"] for entry in json.loads(out)["vms"]} == {"converged"}
 
@@ -631,9 +624,8 @@ def test_the_command_exits_while_an_open_still_hangs(world: World, silent_port: 
     world.place("a", "kvm-1")
     world.place("b", "kvm-2")
     world.write_hosts({"kvm-1": world.uris["kvm-1"], "kvm-2": silent})
-    command = [str(Path(sys.executable).parent / "reconcile"), "--once", "-m", str(world.tree),
-               "-o", "json", "--connect-timeout", "0.5"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    done = run_reconcile("--once", "-m", str(world.tree), "-o", "json",
+                         "--connect-timeout", "0.5")
     assert done.returncode == 1, done.stderr
     assert [(entry["name"], entry["result"], entry["error"])
             for entry in json.loads(done.stdout)["vms"]] == [
@@ -749,7 +741,7 @@ def test_parallel_adds_on_one_host_are_all_kept_in_the_file(
 def test_the_state_dir_after_passes(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     spread(world, 4)
     state = world.tmp / "elsewhere"
-    code, _, err = run(capsys, "--once", "-m", str(world.tree), "--state-dir", str(state))
+    code, _, err = run_main(capsys, "--once", "-m", str(world.tree), "--state-dir", str(state))
     assert code == 0, err
     data = json.loads((state / "inventory.json").read_text(encoding="utf-8"))
     assert data["version"] == 1
@@ -761,7 +753,7 @@ def test_the_state_dir_after_passes(world: World, capsys: pytest.CaptureFixture[
     # a run over a host that is down keeps its last entry; the others are listed afresh
     world.write_hosts({**world.uris, "kvm-2": REFUSED})
     (world.tree / "vm-3.yaml").unlink()
-    code, _, _ = run(capsys, "--once", "-m", str(world.tree), "--state-dir", str(state))
+    code, _, _ = run_main(capsys, "--once", "-m", str(world.tree), "--state-dir", str(state))
     assert code == 1
     data = json.loads((state / "inventory.json").read_text(encoding="utf-8"))
     assert {host: entry["domains"] for host, entry in data["hosts"].items()} == {
@@ -842,7 +834,7 @@ def test_cli_prunes_an_orphan_with_its_host(world: World,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     world.uris["kvm-2"] = world.node("kvm-2", domain_xml("old", new_uuid(), "kvm-2"))
     world.place("a", "kvm-1")
-    code, out, err = run(capsys, "--once", "--prune", "-m", str(world.tree), "-o", "json")
+    code, out, err = run_main(capsys, "--once", "--prune", "-m", str(world.tree), "-o", "json")
     assert code == 0, err
     document = json.loads(out)
     assert document["orphans"] == ["old"]
@@ -882,8 +874,8 @@ def test_cli_per_host_mode(world: World, capsys: pytest.CaptureFixture[str]) -> 
     world.uris["kvm-1"] = world.node("kvm-1", domain_xml("o-1", new_uuid(), "kvm-1"))
     world.uris["kvm-3"] = world.node("kvm-3", domain_xml("o-3", new_uuid(), "kvm-3"))
     spread(world)
-    code, out, err = run(capsys, "--once", "--prune", "-m", str(world.tree), "-o", "json",
-                         "--host", "kvm-3")
+    code, out, err = run_main(capsys, "--once", "--prune", "-m", str(world.tree), "-o", "json",
+                              "--host", "kvm-3")
     assert code == 0, err
     document = json.loads(out)
     assert [(entry["name"], entry["host"], entry["result"]) for entry in document["vms"]] == [
@@ -897,7 +889,7 @@ def test_cli_per_host_mode(world: World, capsys: pytest.CaptureFixture[str]) -> 
 def test_cli_json_has_a_host_per_vm_and_text_groups_by_host(
         world: World, capsys: pytest.CaptureFixture[str]) -> None:
     spread(world)
-    code, out, err = run(capsys, "--once", "-m", str(world.tree), "-o", "json")
+    code, out, err = run_main(capsys, "--once", "-m", str(world.tree), "-o", "json")
     assert code == 0, err
     document = json.loads(out)
     assert [(entry["host"], entry["name"], entry["result"]) for entry in document["vms"]] == [
@@ -905,9 +897,9 @@ def test_cli_json_has_a_host_per_vm_and_text_groups_by_host(
         ("kvm-2", "vm-1", "converged"), ("kvm-2", "vm-4", "converged"),
         ("kvm-3", "vm-2", "converged"), ("kvm-3", "vm-5", "converged")]
     assert {frozenset(entry) for entry in document["vms"]} == {
-        frozenset({"name", "source", "steps", "result", "error", "host"})}
+        frozenset({"name", "source", "steps", "result", "error", "host", "addresses", "agent"})}
 
-    code, out, err = run(capsys, "--once", "-m", str(world.tree))
+    code, out, err = run_main(capsys, "--once", "-m", str(world.tree))
     assert code == 0, err
     lines = out.splitlines()
     assert [line for line in lines if not line.startswith("    ")] == [
@@ -924,17 +916,17 @@ def test_cli_status_with_hosts(world: World, capsys: pytest.CaptureFixture[str])
     world.uris["kvm-2"] = world.node("kvm-2", domain_xml("old", new_uuid(), "kvm-2"))
     world.place("a", "kvm-1")
     world.place("b", "kvm-3")
-    code, out, err = run(capsys, "status", "-m", str(world.tree), "-o", "json")
+    code, out, err = run_main(capsys, "status", "-m", str(world.tree), "-o", "json")
     assert code == 3, err
     rows = json.loads(out)["vms"]
     assert [(row["host"], row["name"], row["actual"], row["in_sync"], row["owner"])
             for row in rows] == [("kvm-1", "a", "running", "yes", "managed"),
                                  ("kvm-2", "old", "running", "no", "orphan"),
                                  ("kvm-3", "b", "absent", "no", "-")]
-    code, out, _ = run(capsys, "status", "-m", str(world.tree))
+    code, out, _ = run_main(capsys, "status", "-m", str(world.tree))
     lines = out.splitlines()
     assert lines[0].split() == ["HOST", "NAME", "DESIRED", "ACTUAL", "MEMORY", "VCPUS", "OWNER",
-                                "SYNC", "REASON"]
+                                "SYNC", "ADDRESSES", "AGENT", "REASON"]
     assert [line.split()[:2] for line in lines[1:]] == [["kvm-1", "a"], ["kvm-2", "old"],
                                                        ["kvm-3", "b"]]
     assert not (world.state / "inventory.json").exists()  # status writes nothing
@@ -945,7 +937,7 @@ def test_cli_status_with_an_unreachable_host(world: World,
     world.place("a", "kvm-1")
     world.place("b", "kvm-3")
     world.write_hosts({**world.uris, "kvm-3": REFUSED})
-    code, out, err = run(capsys, "status", "-m", str(world.tree), "-o", "json")
+    code, out, err = run_main(capsys, "status", "-m", str(world.tree), "-o", "json")
     assert code == 1
     rows = json.loads(out)["vms"]
     assert [(row["host"], row["name"], row["in_sync"]) for row in rows] == [

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import main
 from controller.domainxml import MANAGED_NS
 from controller.manifests import load_directory
 from controller.virt import Hypervisor
+from tests.support.command import run_main
 
 from ..support.rig import Rig
 from .conftest import vm
@@ -40,12 +40,6 @@ def host_file(tmp_path: Path, *, source: str | None) -> str:
     return f"test://{path}"
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture
 def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RECONCILE_LOCK_DIR", str(tmp_path / "locks"))
@@ -62,17 +56,18 @@ def test_once_leaves_the_domain_of_an_invalid_manifest_alone(
         capsys: pytest.CaptureFixture[str], tmp_path: Path, tree: Path, broken: str) -> None:
     (tree / "a.yaml").write_text(broken)
     uri = host_file(tmp_path, source="a.yaml")
-    code, out, err = run(capsys, "--once", "--prune", "-m", str(tree), "-c", uri, "-o", "json")
+    code, out, err = run_main(capsys, "--once", "--prune", "-m", str(tree), "-c", uri, "-o", "json")
     assert code == 2, err
     report = json.loads(out)
     assert report["orphans"] == []
     entries = {entry["name"]: entry for entry in report["vms"]}
     assert entries["a"] == {"name": "a", "source": "a.yaml", "steps": [], "result": "failed",
-                            "error": "left as it is: its manifest a.yaml is invalid"}
+                            "error": "left as it is: its manifest a.yaml is invalid",
+                            "addresses": [], "agent": None}
     assert entries["b"]["result"] == "converged"
     assert [entry["file"] for entry in report["invalid"]] == ["a.yaml"]
 
-    code, out, _ = run(capsys, "--once", "--prune", "-m", str(tree), "-c", uri)
+    code, out, _ = run_main(capsys, "--once", "--prune", "-m", str(tree), "-c", uri)
     assert code == 2
     assert "  ! a  failed  (a.yaml)\n      error: left as it is: its manifest a.yaml is invalid" \
         in out
@@ -82,8 +77,8 @@ def test_once_leaves_the_domain_of_an_invalid_manifest_alone(
 def test_status_says_left_as_it_is(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                    tree: Path) -> None:
     (tree / "a.yaml").write_text(NOT_YAML)
-    code, out, _ = run(capsys, "status", "-m", str(tree), "-c",
-                       host_file(tmp_path, source="a.yaml"), "-o", "json")
+    code, out, _ = run_main(capsys, "status", "-m", str(tree), "-c",
+                            host_file(tmp_path, source="a.yaml"), "-o", "json")
     assert code == 2
     rows = {row["name"]: row for row in json.loads(out)["vms"]}
     assert (rows["a"]["owner"], rows["a"]["in_sync"], rows["a"]["reason"]) == (
@@ -93,7 +88,7 @@ def test_status_says_left_as_it_is(capsys: pytest.CaptureFixture[str], tmp_path:
 def test_a_mark_naming_a_file_that_is_gone_is_an_orphan(
         capsys: pytest.CaptureFixture[str], tmp_path: Path, tree: Path) -> None:
     uri = host_file(tmp_path, source="a.yaml")  # a.yaml was deleted, not made invalid
-    code, out, _ = run(capsys, "--once", "--prune", "-m", str(tree), "-c", uri, "-o", "json")
+    code, out, _ = run_main(capsys, "--once", "--prune", "-m", str(tree), "-c", uri, "-o", "json")
     assert code == 0
     report = json.loads(out)
     assert report["orphans"] == ["a"]
@@ -112,8 +107,8 @@ def test_a_domain_defined_by_reconcile_records_its_manifest(
 def test_an_older_mark_gets_the_file_at_the_next_pass(
         capsys: pytest.CaptureFixture[str], tmp_path: Path, tree: Path) -> None:
     (tree / "a.yaml").write_text(vm("a"))
-    code, out, _ = run(capsys, "--once", "--dry-run", "-m", str(tree), "-c",
-                       host_file(tmp_path, source=None), "-o", "json")
+    code, out, _ = run_main(capsys, "--once", "--dry-run", "-m", str(tree), "-c",
+                            host_file(tmp_path, source=None), "-o", "json")
     assert code == 3
     entry = {entry["name"]: entry for entry in json.loads(out)["vms"]}["a"]
     assert [(step["action"], step["reason"]) for step in entry["steps"]] == [

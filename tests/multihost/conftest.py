@@ -5,13 +5,14 @@ domain name prefix per test, and the cleanup of that prefix's domains on every h
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import libvirt
 import pytest
+
+from tests.support.libvirtd import prepare_for_guests
+from tests.support.prefix import unique_prefix
 
 from .hosts import NetnsHost, start_hosts, stop_hosts
 
@@ -46,11 +47,7 @@ def hosts() -> Iterator[Hosts]:
     reason = _missing()
     if reason is not None:
         pytest.skip(reason)
-    kvm = Path("/dev/kvm")
-    # Without this, libvirt re-probes QEMU on every define (~40 s each).
-    if kvm.exists() and kvm.stat().st_mode & 0o006 != 0o006:
-        kvm.chmod(0o666)
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    prepare_for_guests()
     started = start_hosts(HOST_NAMES)
     _RUNNING.extend(started)
     try:
@@ -76,7 +73,7 @@ def _mend_links() -> Iterator[None]:
 def prefix(hosts: Hosts) -> Iterator[str]:
     """A unique domain name prefix; afterwards, every link is up again and the prefix's
     domains are gone from every host, pass or fail."""
-    value = f"t-{secrets.token_hex(4)}-"
+    value = unique_prefix()
     yield value
     errors: list[str] = []
     for host in hosts.values():

@@ -2,16 +2,15 @@
 
 A `NetnsHost` is one real libvirtd in its own network namespace and its own mount
 namespace (private /run, /var/lib/libvirt, /var/cache/libvirt, /var/log/libvirt,
-/etc/libvirt/qemu and /etc/libvirt/storage), reachable from the root namespace as
-`qemu+tcp://ADDR/system`. The namespace hangs off a veth pair with a /24 of its own
-(10.231.X.0/24, X random and free on this machine: other test sessions may build hosts at
-the same time) and a default route
-via the root namespace, which forwards between hosts so that they can migrate guests to
-each other. `cut()` takes the link down (a partition: packets to the host are dropped
-silently), `restore()` brings it back.
+/etc/libvirt/qemu, /etc/libvirt/storage and /etc/libvirt/secrets), reachable from the
+root namespace as `qemu+tcp://ADDR/system`. The namespace hangs off a veth pair with a
+/24 of its own (10.231.X.0/24, X random and free on this machine: other test sessions may
+build hosts at the same time) and a default route via the root namespace, which forwards
+between hosts so that they can migrate guests to each other. `cut()` takes the link down
+(a partition: packets to the host are dropped silently), `restore()` brings it back.
 
 The recipe is the one in shared/LIBVIRT-HOST.md ("Several hosts on one machine"); the
-start script is tests/service/support.py's, run with `--listen`.
+start script is tests/support/libvirtd.py's, run with `--listen`.
 """
 
 from __future__ import annotations
@@ -34,10 +33,8 @@ from typing import TypeVar
 
 import libvirt
 
-from tests.service.support import START_SCRIPT
-from tests.waiting import wait_until
-
-VIRT_TYPE = "kvm" if Path("/dev/kvm").exists() else "qemu"
+from tests.support.domains import remove_domains
+from tests.support.libvirtd import wait_answering, write_start_script
 
 _SUBNET = "10.231"
 _LOCK = Path("/run/lock/rcl-multihost.lock")
@@ -149,28 +146,6 @@ def call_with_deadline(func: Callable[[], T],
     return box[0]
 
 
-def remove_domain(conn: libvirt.virConnect, name: str) -> None:
-    """Destroy and undefine `name` (keeping NVRAM); 'already done' is fine."""
-    try:
-        dom = conn.lookupByName(name)
-    except libvirt.libvirtError:
-        return
-    with contextlib.suppress(libvirt.libvirtError):
-        if dom.isActive():
-            dom.destroy()
-    with contextlib.suppress(libvirt.libvirtError):
-        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM)
-
-
-def tiny_domain_xml(name: str, *, domain_uuid: str | None = None) -> str:
-    """A 64 MiB, 1 vCPU guest without disk: it boots into the BIOS and sits there."""
-    pinned = f"<uuid>{domain_uuid}</uuid>" if domain_uuid else ""
-    return (f"<domain type='{VIRT_TYPE}'><name>{name}</name>{pinned}"
-            "<memory unit='MiB'>64</memory><vcpu>1</vcpu>"
-            "<os><type arch='x86_64' machine='pc'>hvm</type></os>"
-            "<devices><console type='pty'/></devices></domain>")
-
-
 class NetnsHost:
     """One libvirt host in its own network and mount namespaces; see the module docstring.
 
@@ -233,9 +208,7 @@ class NetnsHost:
         # A host UUID of its own: libvirt refuses to migrate to "the same host".
         conf.write_text('listen_tcp = 1\nauth_tcp = "none"\nlisten_tls = 0\n'
                         f'host_uuid = "{uuid.uuid4()}"\n')
-        script = self.base / "start.sh"
-        script.write_text(START_SCRIPT)  # tests/service/support.py
-        script.chmod(0o755)
+        script = write_start_script(self.base)
         with _machine_lock():
             seed = _SEED if _SEED.is_dir() else _SYSTEM_CAPS
             if seed.is_dir():
@@ -310,13 +283,10 @@ class NetnsHost:
         return result == "ok"
 
     def wait_answering(self, timeout: float = 30.0) -> None:
-        def up() -> bool:
-            if self.daemon is not None and self.daemon.poll() is not None:
-                log = (self.base / "libvirtd.log").read_text(errors="replace")
-                raise AssertionError(f"{self.name}'s libvirtd exited "
-                                     f"{self.daemon.returncode}:\n{log[-2000:]}")
-            return self.answering(timeout=min(5.0, timeout))
-        wait_until(up, timeout, interval=0.1, what=f"{self.name}'s libvirtd to answer")
+        wait_answering(who=f"{self.name}'s libvirtd", daemon=self.daemon,
+                       log=self.base / "libvirtd.log",
+                       answering=lambda: self.answering(timeout=min(5.0, timeout)),
+                       timeout=timeout, interval=0.1)
 
     def conn(self) -> libvirt.virConnect:
         """A connection to this host, opened once and reopened when it has died."""
@@ -344,12 +314,9 @@ class NetnsHost:
                 "gateway": self.gateway, "netns": self.netns, "veth": self.veth_host}
 
     def destroy_all(self, prefix: str) -> list[str]:
-        """Destroy and undefine every domain whose name starts with `prefix`."""
-        conn = self.conn()
-        names = [dom.name() for dom in conn.listAllDomains(0) if dom.name().startswith(prefix)]
-        for name in names:
-            remove_domain(conn, name)
-        return names
+        """Destroy and undefine every domain whose name starts with `prefix`, and check
+        that none is left; returns the names removed."""
+        return remove_domains(self.conn(), prefix)
 
     def stop(self) -> None:
         """Stop every process of the host, by PID, and remove its namespace, link and

@@ -28,14 +28,14 @@ from typing import Any
 
 import libvirt
 
+from tests.support.domains import remove_domain, tiny_domain_xml
+
 from .hosts import (
     call_with_deadline,
     cut_link,
-    remove_domain,
     restore_link,
     start_hosts,
     stop_hosts,
-    tiny_domain_xml,
 )
 
 Host = dict[str, str]

@@ -8,21 +8,13 @@ import xml.etree.ElementTree as ET
 import libvirt
 import pytest
 
-from tests.waiting import wait_until
+from tests.support.domains import lookup, tiny_domain_xml
+from tests.support.waiting import wait_until
 
 from .conftest import HOST_NAMES, Hosts
-from .hosts import call_with_deadline, tiny_domain_xml
+from .hosts import call_with_deadline
 
 pytestmark = pytest.mark.e2e
-
-
-def _lookup(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
-    try:
-        return conn.lookupByName(name)
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-            return None
-        raise
 
 
 def _host_uuid(conn: libvirt.virConnect) -> str:
@@ -47,9 +39,9 @@ def test_a_domain_lives_on_one_host_only(hosts: Hosts, prefix: str) -> None:
     one, two, three = (hosts[name_].conn() for name_ in HOST_NAMES)
     dom = one.defineXML(tiny_domain_xml(name))
     uuid = dom.UUIDString()
-    assert _lookup(one, name) is not None
-    assert _lookup(two, name) is None
-    assert _lookup(three, name) is None
+    assert lookup(one, name) is not None
+    assert lookup(two, name) is None
+    assert lookup(three, name) is None
     assert name not in {d.name() for d in two.listAllDomains(0)}
     with pytest.raises(libvirt.libvirtError) as caught:
         two.lookupByUUIDString(uuid)
@@ -64,7 +56,7 @@ def test_a_domain_of_a_test_host_is_not_on_the_main_daemon(hosts: Hosts, prefix:
     name = f"{prefix}hidden"
     try:
         hosts["kvm-1"].conn().defineXML(tiny_domain_xml(name))
-        assert _lookup(system, name) is None
+        assert lookup(system, name) is None
     finally:
         system.close()
 
@@ -106,5 +98,5 @@ def test_a_running_guest_migrates_live_between_hosts(hosts: Hosts, prefix: str) 
     assert there.state()[0] == libvirt.VIR_DOMAIN_RUNNING
     assert there.isPersistent() == 1
     assert there.ID() > 0
-    wait_until(lambda: _lookup(sconn, name) is None, 10, what=f"{name} gone from kvm-1")
-    assert _lookup(hosts["kvm-3"].conn(), name) is None
+    wait_until(lambda: lookup(sconn, name) is None, 10, what=f"{name} gone from kvm-1")
+    assert lookup(hosts["kvm-3"].conn(), name) is None

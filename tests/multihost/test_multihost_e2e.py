@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,14 +16,14 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from tests.waiting import wait_until
+from tests.support.command import RECONCILE, run_captured
+from tests.support.domains import lookup
+from tests.support.libvirtd import VIRT_TYPE
+from tests.support.waiting import wait_until
 
 from .conftest import HOST_NAMES, Hosts
-from .hosts import VIRT_TYPE
 
 pytestmark = pytest.mark.e2e
-
-RECONCILE = Path(sys.executable).parent / "reconcile"
 
 
 class Tree:
@@ -58,8 +57,7 @@ class Tree:
                 "--connect-timeout", "5", *extra]
 
     def once(self, *extra: str, timeout: float = 240) -> tuple[int, dict[str, object], str]:
-        done = subprocess.run(self.command("--once", "-o", "json", *extra),
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        done = run_captured(self.command("--once", "-o", "json", *extra), timeout=timeout)
         return done.returncode, json.loads(done.stdout), done.stderr
 
     def steps(self) -> list[dict[str, object]]:
@@ -76,12 +74,9 @@ def tree(tmp_path: Path, hosts: Hosts, prefix: str) -> Tree:
 def _state(conn: libvirt.virConnect, name: str) -> tuple[str, str] | None:
     """(running | paused | stopped, UUID) of `name` on a host, or None when it has no such
     domain. A live migration's incoming copy is paused until the switch-over."""
-    try:
-        dom = conn.lookupByName(name)
-    except libvirt.libvirtError as exc:
-        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-            return None
-        raise
+    dom = lookup(conn, name)
+    if dom is None:
+        return None
     state = dom.state()[0]
     text = {libvirt.VIR_DOMAIN_RUNNING: "running", libvirt.VIR_DOMAIN_PAUSED: "paused"}.get(
         state, "running" if dom.isActive() else "stopped")

@@ -33,6 +33,7 @@ from tests.support.guest import (
     real_guest_type,
     wait_for_agent,
 )
+from tests.support.libvirtd import VIRT_TYPE
 from tests.support.netres import (
     bridge_index,
     dnsmasq_pid,
@@ -45,10 +46,10 @@ from tests.support.netres import (
     remove_networks,
     remove_pools,
 )
-from tests.waiting import wait_until
+from tests.support.waiting import wait_until
 
 from .conftest import Hosts
-from .hosts import VIRT_TYPE, NetnsHost
+from .hosts import NetnsHost
 
 pytestmark = pytest.mark.e2e
 

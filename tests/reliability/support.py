@@ -11,14 +11,14 @@ import os
 import re
 import signal
 import subprocess
-import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.service.support import Sandbox
+from tests.support.processes import LineReader
+from tests.support.sandbox import Sandbox
 
 ACTIONS = ("set-memory", "shutdown", "destroy", "undefine", "define", "autostart", "start")
 #: A step as `reconcile -v` logs it when it begins: "... reconcile INFO web-1: define (...)".
@@ -161,43 +161,28 @@ class StepLines:
     def __init__(self, proc: subprocess.Popen[str], prefix: str):
         self.proc = proc
         self.prefix = prefix
-        self.lines: list[str] = []
         self.steps = 0
-        self._cond = threading.Condition()
-        self._ended = False
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
+        assert proc.stderr is not None
+        self._stderr = LineReader(proc.stderr, on_line=self._count)
 
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            with self._cond:
-                self.lines.append(line.rstrip("\n"))
-                match = STEP_LINE.search(line)
-                if match and match["vm"].startswith(self.prefix):
-                    self.steps += 1
-                self._cond.notify_all()
-        with self._cond:
-            self._ended = True
-            self._cond.notify_all()
+    def _count(self, line: str) -> None:
+        match = STEP_LINE.search(line)
+        if match and match["vm"].startswith(self.prefix):
+            self.steps += 1
 
     def reached(self, count: int, timeout: float = 120.0) -> bool:
         """True once `count` step lines were logged; False if the process ended first."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: self.steps >= count or self._ended, timeout):
-                raise AssertionError(f"no {count} step lines within {timeout:g} s:\n"
-                                     + "\n".join(self.lines))
-            return self.steps >= count
+        return self._stderr.wait_for(lambda _lines: self.steps >= count, timeout,
+                                     what=f"{count} step lines")
 
     def finish(self, timeout: float = 180.0) -> int:
         code = self.proc.wait(timeout=timeout)
-        self._thread.join(timeout=10)
+        self._stderr.join(timeout=10)
         return code
 
     @property
     def text(self) -> str:
-        with self._cond:
-            return "\n".join(self.lines)
+        return self._stderr.text
 
 
 def kill_libvirtd(sandbox: Sandbox) -> None:

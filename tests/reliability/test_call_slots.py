@@ -22,13 +22,11 @@ import pytest
 
 from controller.virt import Hypervisor
 from controller.virt.loop import start_event_loop
-from tests.e2e.support import define_unmanaged
-from tests.service.support import Sandbox
-from tests.waiting import wait_until
+from tests.support.domains import MIB, define_unmanaged
+from tests.support.sandbox import Sandbox
+from tests.support.waiting import wait_until
 
 from .conftest import FIGURES
-
-MIB = 1024
 
 
 @pytest.fixture(scope="module")

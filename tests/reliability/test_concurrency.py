@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.support import MIB, Manifests, clean_env, command, read_domain
-from tests.service.conftest import Host
-from tests.service.support import ServiceProcess, vm_manifest, write_atomically
-from tests.waiting import wait_until
+from tests.service.support import ServiceProcess
+from tests.support.command import clean_env, command
+from tests.support.domains import MIB, read_domain
+from tests.support.manifests import Manifests, vm_manifest, write_atomically
+from tests.support.sandbox import Host
+from tests.support.waiting import wait_until
 
 from .conftest import FIGURES
 from .support import (

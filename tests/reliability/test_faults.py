@@ -12,7 +12,6 @@ import os
 import random
 import re
 import subprocess
-import xml.etree.ElementTree as ET
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -21,25 +20,13 @@ from typing import Any
 import libvirt
 import pytest
 
-from tests.e2e.support import (
-    MIB,
-    Domain,
-    Manifests,
-    OnceRunner,
-    Pass,
-    VMBuilder,
-    clean_env,
-    command,
-    describe,
-    domain_names,
-    must_read,
-    parse_report,
-    qcow2,
-    read_domain,
-)
-from tests.service.conftest import Host
-from tests.service.support import ServiceProcess, vm_manifest, write_atomically
-from tests.waiting import wait_until
+from tests.service.support import ServiceProcess
+from tests.support.command import OnceRunner, Pass, clean_env, command, describe, parse_report
+from tests.support.disks import qcow2
+from tests.support.domains import MIB, define_unmanaged, domain_names, must_read, read_domain
+from tests.support.manifests import Manifests, VMBuilder, vm_manifest, write_atomically
+from tests.support.sandbox import Host
+from tests.support.waiting import wait_until
 
 from .conftest import FIGURES
 from .support import (
@@ -128,25 +115,6 @@ class Fleet:
                 assert domain.live.memory_kib == self.memory * MIB, (name, domain.live)
 
 
-def _unmanaged_with_disk(conn: libvirt.virConnect, name: str, virt_type: str,
-                         disk: Path) -> Domain:
-    """A running domain defined the way an operator would, with no reconcile marker."""
-    root = ET.Element("domain", type=virt_type)
-    ET.SubElement(root, "name").text = name
-    ET.SubElement(root, "memory", unit="MiB").text = "64"
-    ET.SubElement(root, "vcpu").text = "1"
-    os_el = ET.SubElement(root, "os")
-    ET.SubElement(os_el, "type", arch="x86_64", machine="pc").text = "hvm"
-    devices = ET.SubElement(root, "devices")
-    element = ET.SubElement(devices, "disk", type="file", device="disk")
-    ET.SubElement(element, "driver", name="qemu", type="qcow2")
-    ET.SubElement(element, "source", file=str(disk))
-    ET.SubElement(element, "target", dev="vda", bus="virtio")
-    ET.SubElement(devices, "console", type="pty")
-    conn.defineXML(ET.tostring(root, encoding="unicode")).create()
-    return must_read(conn, name)
-
-
 def _converged_pass(after: Pass, names: set[str]) -> None:
     output = after.proc.stdout + after.proc.stderr
     assert "already exists" not in output, describe(after.proc)
@@ -162,8 +130,9 @@ def test_kill_9_at_random_points_then_one_run_converges(
 ) -> None:
     rng = random.Random(SEED)
     fleet = Fleet(prefix, manifests, vm, image_dir)
-    unmanaged = _unmanaged_with_disk(conn, prefix + "unmanaged", virt_type,
-                                     qcow2(image_dir / "unmanaged.qcow2"))
+    # a running domain defined the way an operator would, with no reconcile marker
+    unmanaged = define_unmanaged(conn, prefix + "unmanaged", virt_type, start=True,
+                                 disk=qcow2(image_dir / "unmanaged.qcow2"))
     step_log = tmp_path / "steps.jsonl"
     fleet.write(0)
     _converged_pass(once("--step-log", str(step_log), check_exit=0),

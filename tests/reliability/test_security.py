@@ -13,17 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.support import (
-    RECONCILE,
-    Manifests,
-    OnceRunner,
-    clean_env,
-    describe,
-    snapshot,
-)
-from tests.service.conftest import Host
-from tests.service.support import ServiceProcess, vm_manifest
-from tests.waiting import wait_until
+from tests.service.support import ServiceProcess
+from tests.support.command import OnceRunner, clean_env, describe, run_reconcile
+from tests.support.domains import snapshot
+from tests.support.manifests import Manifests, vm_manifest
+from tests.support.sandbox import Host
+from tests.support.waiting import wait_until
 
 from .conftest import FIGURES
 from .support import listening_sockets
@@ -108,8 +103,7 @@ def test_dry_run_status_and_export_need_only_a_read_only_connection(
         """The same command over the read-write and the read-only socket: same output."""
         outputs = []
         for uri in (box.uri, read_only):
-            proc = subprocess.run([str(RECONCILE), *args, "-c", uri], capture_output=True,
-                                  text=True, timeout=120, env=clean_env(), check=False)
+            proc = run_reconcile(*args, "-c", uri, env=clean_env())
             assert proc.returncode == check_exit and "Traceback" not in proc.stderr, \
                 describe(proc)
             outputs.append(proc.stdout)

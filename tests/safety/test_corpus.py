@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +17,10 @@ import pytest
 import yaml
 
 from tests.conftest import TEST_URI
+from tests.support.command import run_reconcile, without_dac_override
 
 from .conftest import count
 from .strategies import billion_laughs
-
-RECONCILE = str(Path(sys.executable).parent / "reconcile")
 
 
 def vm(name: str, **spec: Any) -> dict[str, Any]:
@@ -129,16 +126,8 @@ def write_corpus(directory: Path, images: Path, marker: Path) -> list[tuple[str,
 
 
 def run(*argv: str, unprivileged: bool = False) -> subprocess.CompletedProcess[str]:
-    command = [RECONCILE, *argv]
-    if unprivileged and os.geteuid() == 0:
-        # Root reads a chmod 000 file regardless; without CAP_DAC_OVERRIDE and
-        # CAP_DAC_READ_SEARCH in the bounding set the child obeys permission bits.
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root without setpriv: cannot make a file unreadable")
-        command = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", *command]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=120,
-                               check=False)
+    wrapper = without_dac_override("a file") if unprivileged else []
+    completed = run_reconcile(*argv, wrapper=wrapper)
     assert "Traceback" not in completed.stdout + completed.stderr
     return completed
 

@@ -8,19 +8,13 @@ run begins with the same two orphans; the control run shows that they would be p
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from controller.cli import main
+from tests.support.command import run_main, run_reconcile, without_dac_override
 
 from .conftest import count
-
-RECONCILE = str(Path(sys.executable).parent / "reconcile")
 
 _DOMAIN = """  <domain type='test'>
     <name>{name}</name>
@@ -41,11 +35,10 @@ def host(tmp_path: Path) -> str:
 
 
 def once(capsys: pytest.CaptureFixture[str], host: str, directory: Path) -> tuple[int, str, str]:
-    code = main(["--once", "--prune", "--max-prune", "100", "-m", str(directory), "-c", host,
-                 "-o", "json"])
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.out + captured.err
-    return code, captured.out, captured.err
+    code, out, err = run_main(capsys, "--once", "--prune", "--max-prune", "100",
+                              "-m", str(directory), "-c", host, "-o", "json")
+    assert "Traceback" not in out + err
+    return code, out, err
 
 
 def test_control_a_complete_directory_prunes(
@@ -105,17 +98,12 @@ def test_an_unreadable_directory_prunes_nothing(host: str, tmp_path: Path) -> No
     directory = tmp_path / "manifests"
     directory.mkdir()
     (directory / "a.yaml").write_text("apiVersion: reconcile/v1\n")
-    command = [RECONCILE, "--once", "--prune", "--max-prune", "100", "-m", str(directory),
-               "-c", host, "-o", "json", "--lock-dir", str(tmp_path / "locks")]
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root without setpriv: cannot make a folder unreadable")
-        command = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", *command]
+    wrapper = without_dac_override("a folder")
     directory.chmod(0)
     try:
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=120,
-                                   check=False)
+        completed = run_reconcile("--once", "--prune", "--max-prune", "100", "-m", str(directory),
+                                  "-c", host, "-o", "json", "--lock-dir", str(tmp_path / "locks"),
+                                  wrapper=wrapper)
     finally:
         directory.chmod(0o755)
     # like a missing directory: a usage error before libvirt is touched, so nothing pruned

@@ -5,8 +5,6 @@ found, never a traceback, and never prune."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -14,23 +12,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.cli import main
 from controller.manifests import load_directory
 from tests.conftest import TEST_URI
+from tests.support.command import run_main, run_reconcile
 
 from .conftest import count, fuzz_settings
 from .strategies import DISK_ROOT, Entry, dump, entries, write_entries
 
-RECONCILE = str(Path(sys.executable).parent / "reconcile")
 ANCHOR = {"apiVersion": "reconcile/v1", "kind": "VirtualMachine",
           "metadata": {"name": "fuzz-anchor"},
           "spec": {"state": "stopped", "memory": 64, "vcpus": 1, "stopTimeout": 0}}
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def fresh_directory(base: Path, items: list[Entry]) -> Path:
@@ -45,8 +36,8 @@ def test_validate_exits_0_or_2_and_reports_what_the_loader_found(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], items: list[Entry], output: str,
 ) -> None:
     directory = fresh_directory(tmp_path, items)
-    code, out, err = run(capsys, "validate", "-m", str(directory), "--disk-root", DISK_ROOT,
-                         "-o", output)
+    code, out, err = run_main(capsys, "validate", "-m", str(directory), "--disk-root", DISK_ROOT,
+                              "-o", output)
     assert "Traceback" not in out + err
     load = load_directory(str(directory), disk_roots=[DISK_ROOT])
     assert code == (2 if load.invalid else 0)
@@ -75,8 +66,8 @@ def test_once_over_bad_input_never_crashes_nor_prunes(
     directory = fresh_directory(tmp_path, items)
     (directory / "zz-anchor").mkdir(exist_ok=True)
     (directory / "zz-anchor" / "anchor.yaml").write_text(dump(ANCHOR))
-    code, out, err = run(capsys, "--once", "-m", str(directory), "-c", TEST_URI, "--prune",
-                         "--disk-root", DISK_ROOT, "-o", "json")
+    code, out, err = run_main(capsys, "--once", "-m", str(directory), "-c", TEST_URI, "--prune",
+                              "--disk-root", DISK_ROOT, "-o", "json")
     assert "Traceback" not in out + err
     load = load_directory(str(directory), disk_roots=[DISK_ROOT])
     report = json.loads(out)
@@ -101,9 +92,8 @@ def test_once_over_bad_input_never_crashes_nor_prunes(
 def test_validate_as_a_real_process(tmp_path: Path, items: list[Entry]) -> None:
     """The installed command, as an operator runs it: same result, no traceback."""
     directory = fresh_directory(tmp_path, items)
-    completed = subprocess.run(
-        [RECONCILE, "validate", "-m", str(directory), "--disk-root", DISK_ROOT, "-o", "json"],
-        capture_output=True, text=True, timeout=120, check=False)
+    completed = run_reconcile("validate", "-m", str(directory), "--disk-root", DISK_ROOT,
+                              "-o", "json")
     assert "Traceback" not in completed.stdout + completed.stderr
     load = load_directory(str(directory), disk_roots=[DISK_ROOT])
     assert completed.returncode == (2 if load.invalid else 0), completed.stderr

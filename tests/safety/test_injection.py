@@ -23,6 +23,7 @@ from controller.manifests import load_directory
 from controller.model import Result
 from controller.virt import Hypervisor
 from tests.conftest import TEST_URI
+from tests.support.command import run_main
 
 from ..support.rig import Rig
 from .conftest import count, fuzz_settings
@@ -54,10 +55,9 @@ def validate(capsys: pytest.CaptureFixture[str], directory: Path,
     argv = ["validate", "-m", str(directory), "-o", "json"]
     for root in roots:
         argv += ["--disk-root", str(root)]
-    code = main(argv)
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.out + captured.err
-    report: dict[str, Any] = json.loads(captured.out)
+    code, out, err = run_main(capsys, *argv)
+    assert "Traceback" not in out + err
+    report: dict[str, Any] = json.loads(out)
     return code, report
 
 

@@ -8,17 +8,20 @@ import json
 import re
 import shutil
 import signal
-import subprocess
-import urllib.error
-import urllib.request
 from functools import partial
 from pathlib import Path
 
 import pytest
 
-from ..waiting import wait_until
-from .conftest import Host, ServiceFactory
-from .support import RECONCILE, Domain, virsh, vm_manifest, write_atomically
+from tests.support.command import run_reconcile
+from tests.support.domains import Domain
+from tests.support.http import http_get
+from tests.support.manifests import vm_manifest, write_atomically
+from tests.support.sandbox import Host
+from tests.support.waiting import wait_until
+
+from .conftest import ServiceFactory
+from .support import virsh
 
 pytestmark = pytest.mark.e2e
 
@@ -237,16 +240,16 @@ def test_reconnects_after_a_libvirtd_restart(host: Host, manifests: Path, prefix
     first = wait_until(lambda: _running(host, vm), what=f"{vm} running")
     base = "http://" + re.search(r"metrics on http://(\S+)/metrics",  # type: ignore[union-attr]
                                  service.wait_log("metrics on")[0]).group(1)
-    assert _get(base + "/healthz") == (200, "ok\n")
-    assert 'reconcile_libvirt_connected{host="default"} 1.0' in _get(base + "/metrics")[1]
+    assert http_get(base + "/healthz") == (200, "ok\n")
+    assert 'reconcile_libvirt_connected{host="default"} 1.0' in http_get(base + "/metrics")[1]
 
     host.sandbox.stop_daemon()
     service.wait_log(r"lost the libvirt connection .*; reconnecting")
     service.notify.wait_for(lambda m: "libvirt unreachable" in m.get("STATUS", ""),
                             what="STATUS saying libvirt is unreachable")
-    code, body = _get(base + "/healthz")
+    code, body = http_get(base + "/healthz")
     assert code == 503 and "libvirt unreachable" in body
-    assert 'reconcile_libvirt_connected{host="default"} 0.0' in _get(base + "/metrics")[1]
+    assert 'reconcile_libvirt_connected{host="default"} 0.0' in http_get(base + "/metrics")[1]
     # A change while libvirtd is away is acted on once it is back.
     (manifests / "late.yaml").write_text(vm_manifest(late))
     service.wait_log(r"manifests added: " + re.escape(late))
@@ -255,8 +258,8 @@ def test_reconnects_after_a_libvirtd_restart(host: Host, manifests: Path, prefix
     wait_until(lambda: _running(host, late), what=f"{late} running after the restart")
     service.wait_log(r"resync \(reconnected\)")
     assert _domain(host, vm) == first  # the guest survived the restart and was left alone
-    wait_until(lambda: _get(base + "/healthz") == (200, "ok\n"), what="/healthz 200 again")
-    metrics = _get(base + "/metrics")[1]
+    wait_until(lambda: http_get(base + "/healthz") == (200, "ok\n"), what="/healthz 200 again")
+    metrics = http_get(base + "/metrics")[1]
     assert 'reconcile_reconciles_total{host="default",result="converged"}' in metrics
     assert 'reconcile_steps_total{action="start",host="default",outcome="done"}' in metrics
     assert service.stop() == 0
@@ -292,10 +295,8 @@ def test_once_beside_the_service(host: Host, manifests: Path, prefix: str, tmp_p
 
     defined_before = len(service.matching(rf"{vm}: define \("))
     (manifests / "vm.yaml").write_text(vm_manifest(vm, memory="96MiB", stop_timeout=2))
-    once = subprocess.run(
-        [str(RECONCILE), "--once", "-o", "json", "-v", "-m", str(manifests), "-c", host.uri,
-         "--lock-dir", str(tmp_path / "locks")],
-        capture_output=True, text=True, timeout=120, check=False)
+    once = run_reconcile("--once", "-o", "json", "-v", "-m", str(manifests), "-c", host.uri,
+                         "--lock-dir", str(tmp_path / "locks"))
     assert once.returncode == 0, once.stderr
     [entry] = [entry for entry in json.loads(once.stdout)["vms"] if entry["name"] == vm]
     assert entry["result"] in ("converged", "unchanged")
@@ -311,11 +312,3 @@ def test_once_beside_the_service(host: Host, manifests: Path, prefix: str, tmp_p
     assert len(once_defines) + service_defines == 1, f"{once.stderr}\n{service.log}"
     assert _running(host, vm, memory_mib=96)
     assert service.stop() == 0
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()

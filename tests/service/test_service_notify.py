@@ -7,8 +7,6 @@ import os
 import secrets
 import socket
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 
 from controller.metrics import Metrics, parse_address
 from controller.notify import Notifier
+from tests.support.http import http_get
 
 
 @pytest.fixture(params=["path", "abstract"])
@@ -131,14 +130,6 @@ def test_parse_address_refuses(text: str) -> None:
         parse_address(text)
 
 
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
 def test_metrics_and_healthz_over_http() -> None:
     health = [(True, "ok")]
     metrics = Metrics(vm_counts=lambda: {"in_sync": 2, "failed": 1}, queue_depth=lambda: 3)
@@ -151,7 +142,7 @@ def test_metrics_and_healthz_over_http() -> None:
         metrics.reconciled("unchanged", 0.01)
         metrics.step("define", "done")
         metrics.step("start", "failed", host="kvm-2")
-        code, body = _get(base + "/metrics")
+        code, body = http_get(base + "/metrics")
         assert code == 200
         lines = set(body.splitlines())
         for expected in (
@@ -168,9 +159,9 @@ def test_metrics_and_healthz_over_http() -> None:
             "reconcile_pass_duration_seconds_count 2.0",
         ):
             assert expected in lines, expected
-        assert _get(base + "/healthz") == (200, "ok\n")
+        assert http_get(base + "/healthz") == (200, "ok\n")
         health.append((False, "libvirt unreachable"))
-        assert _get(base + "/healthz") == (503, "libvirt unreachable\n")
-        assert _get(base + "/other")[0] == 404
+        assert http_get(base + "/healthz") == (503, "libvirt unreachable\n")
+        assert http_get(base + "/other")[0] == 404
     finally:
         metrics.close()

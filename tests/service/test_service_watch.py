@@ -34,9 +34,8 @@ from controller.watch import (
     relevant_path,
     touched_paths,
 )
-
-from ..waiting import wait_until
-from .support import vm_manifest, write_atomically
+from tests.support.manifests import vm_manifest, write_atomically
+from tests.support.waiting import wait_until
 
 # --- which paths matter ---------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import libvirt
 import pytest
 
 from controller.virt.lines import CALLS_PER_CONNECTION, Line, Lines, connections_for
-from tests.waiting import wait_until
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture

@@ -37,9 +37,10 @@ from controller.images import (
     redact_url,
 )
 from tests.support.httpserver import FileServer, http_server, never_accepting, refusing
-from tests.waiting import wait_until
+from tests.support.processes import children
+from tests.support.waiting import wait_until
 
-__all__ = ["http_server"]  # the fixture, imported for pytest
+__all__ = ["children", "http_server"]  # the fixtures, imported for pytest
 
 REPO = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
@@ -287,19 +288,6 @@ print(json.dumps({"path": str(got.path), "transferred": got.transferred,
 def _child(url: str, sha: str, cache: Path) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-c", _CHILD, url, sha, str(cache)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-@pytest.fixture
-def children() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
 
 
 def _result(proc: subprocess.Popen[str]) -> dict[str, object]:
