@@ -94,7 +94,7 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
             elif validate_document(document, relative, index, result, floats=not plain):
                 candidates.append((relative, index, document))
         read[relative] = (before, (len(result.invalid), result.documents))
-    candidates = _without_user_data_files(directory, candidates, read, result)
+    candidates = _without_user_data_files(directory, candidates, read, result, resources)
     for error in walk_errors:
         where = os.path.relpath(error.filename, root) if error.filename else directory
         result.invalid.append(Invalid(where, None, "", f"cannot read: {error.strerror}"))
@@ -153,12 +153,16 @@ def check_resource(document: dict[str, Any], *,
 
 def _without_user_data_files(directory: str, candidates: list[tuple[str, int, dict[str, Any]]],
                              read: dict[str, tuple[tuple[int, int], tuple[int, int]]],
-                             result: LoadResult) -> list[tuple[str, int, dict[str, Any]]]:
+                             result: LoadResult, resources: dict[str, Candidates],
+                             ) -> list[tuple[str, int, dict[str, Any]]]:
     """Forget what was read from the files VM documents name as userDataFile: user data
-    is never a manifest, whatever the file's name ends with."""
+    is never a manifest, whatever the file's name ends with (nor a document of another
+    kind: `resources` loses them too)."""
     referenced = referenced_files(directory, candidates) & set(read)
     if not referenced:
         return candidates
+    for kind, found in resources.items():
+        resources[kind] = [candidate for candidate in found if candidate[0] not in referenced]
     for relative in referenced:
         (_, documents_before), (_, documents_after) = read[relative]
         result.documents -= documents_after - documents_before
