@@ -28,7 +28,14 @@ import pytest
 import yaml
 
 from ..support.command import OnceRunner
-from ..support.guest import guest_exec, guest_file, guest_image, real_guest_type, wait_for_agent
+from ..support.guest import (
+    ConsoleTap,
+    guest_exec,
+    guest_file,
+    guest_image,
+    real_guest_type,
+    wait_for_agent,
+)
 from ..support.httpserver import FileServer
 from ..support.manifests import Manifests
 from ..support.waiting import wait_until
@@ -153,8 +160,14 @@ def test_a_cloud_image_becomes_a_configured_guest_and_stays_so(guest: Guest) -> 
     secret_free = json.dumps(first.report)
     assert KEY not in secret_free and guest.marker not in secret_free
 
-    wait_for_agent(guest.dom, BOOT)
-    guest.wait_for_cloud_init()
+    console = ConsoleTap(guest.dom)
+    try:
+        wait_for_agent(guest.dom, BOOT)
+        guest.wait_for_cloud_init()
+    except (AssertionError, pytest.fail.Exception) as error:
+        raise AssertionError(f"{error}\nthe guest's console:\n{console.tail()}") from None
+    finally:
+        console.close()
     assert guest.run("hostname").strip() == "cloud-test"
     assert guest_file(guest.dom, "/etc/reconcile-test").strip() == guest.marker
     assert KEY in guest_file(guest.dom, "/home/ops/.ssh/authorized_keys")
@@ -198,8 +211,14 @@ def test_a_cloud_image_becomes_a_configured_guest_and_stays_so(guest: Guest) -> 
     wait_until(lambda: not guest.dom.isActive(), 300, what="the guest to shut down")
     restarted = guest.once(check_exit=0)
     assert restarted.actions(guest.name)[-1] == "start"
-    wait_for_agent(guest.dom, BOOT)
-    guest.wait_for_cloud_init()
+    console = ConsoleTap(guest.dom)
+    try:
+        wait_for_agent(guest.dom, BOOT)
+        guest.wait_for_cloud_init()
+    except (AssertionError, pytest.fail.Exception) as error:
+        raise AssertionError(f"{error}\nthe guest's console:\n{console.tail()}") from None
+    finally:
+        console.close()
     assert guest_file(guest.dom, "/var/tmp/second-boot").strip() == "second"
     assert guest.run("cloud-init", "query", "instance_id").strip() == f"{guest.name}-2"
     # the seeds no definition uses any more are gone; the volume and image stay
