@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..export_resources import NotExportable, network_manifest, pool_manifest
@@ -34,26 +34,25 @@ def export_resources(hypervisor: Hypervisor, settings: Settings, *, networks: Se
         wanted_networks = hypervisor.networks.names()
     documents: list[dict[str, Any]] = []
     failed = False
-    for name in wanted_pools:
-        try:
-            document, warnings = pool_manifest(hypervisor.pools.state(name),
-                                               disk_roots=settings.disk_roots)
-        except NotExportable as error:
-            failed = _fail(error)
-            continue
-        documents.append(document)
-        for warning in warnings:
-            log.warning("%s", warning)
-    for name in wanted_networks:
-        try:
-            document, warnings = network_manifest(hypervisor.networks.state(name),
-                                                  disk_roots=settings.disk_roots)
-        except NotExportable as error:
-            failed = _fail(error)
-            continue
-        documents.append(document)
-        for warning in warnings:
-            log.warning("%s", warning)
+    def pool(name: str) -> tuple[dict[str, Any], list[str]]:
+        return pool_manifest(hypervisor.pools.state(name), disk_roots=settings.disk_roots)
+
+    def network(name: str) -> tuple[dict[str, Any], list[str]]:
+        return network_manifest(hypervisor.networks.state(name),
+                                disk_roots=settings.disk_roots)
+
+    readers: tuple[tuple[list[str], Callable[[str], tuple[dict[str, Any], list[str]]]], ...]
+    readers = ((wanted_pools, pool), (wanted_networks, network))
+    for names, to_manifest in readers:
+        for name in names:
+            try:
+                document, warnings = to_manifest(name)
+            except NotExportable as error:
+                failed = _fail(error)
+                continue
+            documents.append(document)
+            for warning in warnings:
+                log.warning("%s", warning)
     return documents, failed
 
 
