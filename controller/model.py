@@ -71,6 +71,7 @@ class Action(enum.Enum):
     MIGRATE = "migrate"  # a live move to another host; only in a move plan
     SHUTDOWN = "shutdown"
     DESTROY = "destroy"
+    COPY_VOLUME = "copy-volume"  # a cold move: a volume from the source host to the target
     UNDEFINE = "undefine"
     DEFINE = "define"
     AUTOSTART = "autostart"
@@ -282,6 +283,8 @@ class Step:
     volume: VolumeWant | None = None  # create-volume, grow-volume, delete-volume
     image: ImageSpec | None = None  # import-image
     seed: SeedWant | None = None  # create-seed
+    #: migrate: the target's volumes the migration copies the disks into (made first)
+    volumes: tuple[VolumeWant, ...] = ()
 
     def to_json(self) -> dict[str, str]:
         return {"action": self.action.value, "reason": self.reason}

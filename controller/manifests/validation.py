@@ -146,16 +146,17 @@ def _fast_kind_validator(kind: str) -> Callable[[Any], Any]:
     return validate
 
 
-def fast_valid(document: Any, kind: str = "VirtualMachine") -> bool:
+def fast_valid(document: Any, kind: str = "VirtualMachine", *, floats: bool = True) -> bool:
     """The compiled validator's verdict, about 10x faster than jsonschema's; trusted only
     when it accepts a document without floats (it counts 2.0 as an integer, and the
     schemas have no number fields). Everything else goes to jsonschema, which also
-    explains what is wrong."""
+    explains what is wrong. `floats=False`: the caller knows the document holds none
+    (a plain tree from yamlread.load_all), so it is not searched for them."""
     try:
         _fast_kind_validator(kind)(document)
     except Exception:  # noqa: BLE001 - any doubt goes to the full validator
         return False
-    return not _has_float(document)
+    return not (floats and _has_float(document))
 
 
 def _has_float(document: Any) -> bool:
@@ -172,9 +173,10 @@ def _has_float(document: Any) -> bool:
 
 
 def check_document(document: Any, relative: str, index: int, result: LoadResult,
-                    kind: str = "VirtualMachine") -> bool:
-    """Schema-check one document; record why it is invalid and return False if so."""
-    if fast_valid(document, kind):
+                    kind: str = "VirtualMachine", *, floats: bool = True) -> bool:
+    """Schema-check one document; record why it is invalid and return False if so.
+    `floats`: see fast_valid."""
+    if fast_valid(document, kind, floats=floats):
         return True
     import jsonschema
 

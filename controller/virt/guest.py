@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import libvirt
-import libvirt_qemu
 
 from ..errors import ConnectionLost, DomainNotFound, HypervisorError
 from ..model import GuestAddress, GuestInfo
@@ -174,6 +173,8 @@ class Guests:
         try:
             with self._c.call(f"guest agent of '{name}'", on=dom.connect()):
                 self._c.calls += 1
+                import libvirt_qemu  # only to ping an agent: not for every pass
+
                 reply = libvirt_qemu.qemuAgentCommand(
                     dom, json.dumps({"execute": "guest-ping"}), timeout, 0)
         except (DomainNotFound, ConnectionLost):

@@ -22,7 +22,7 @@ from controller.model import (
     Result,
     VMSpec,
 )
-from controller.readiness import Target, Verdict, judge, to_wait_for, wait_ready
+from controller.readiness import Target, Verdict, judge, looked_at, to_wait_for, wait_ready
 from controller.render import guest_summary, status_rows, status_text
 from controller.virt.guest import addresses_from, devices_of, merge, usable
 
@@ -134,6 +134,21 @@ def test_a_look_that_raises_is_reported_not_raised() -> None:
     [result] = wait_ready([Target("a", Readiness.RUNNING, broken)], timeout=0.2,
                           backoff=(0.05, 0.05))
     assert result.info.error == "cannot read the guest: bug"
+
+
+def test_json_reads_no_guest_of_a_vm_seen_stopped_and_left_unchanged() -> None:
+    def outcome(result: Result, power: Power | None, state: DesiredState) -> Outcome:
+        observed = Observed(name="a", exists=True, power=power) if power else None
+        return Outcome("a", "a.yaml", result, observed=observed,
+                       spec=VMSpec(name="a", source="", state=state))
+    stopped, running = DesiredState.STOPPED, DesiredState.RUNNING
+    assert not looked_at(outcome(Result.UNCHANGED, Power.STOPPED, stopped))
+    assert not looked_at(outcome(Result.UNCHANGED, Power.STOPPED, running))  # as the pass saw it
+    assert looked_at(outcome(Result.UNCHANGED, Power.RUNNING, running))
+    assert looked_at(outcome(Result.UNCHANGED, Power.PAUSED, stopped))
+    assert looked_at(outcome(Result.CONVERGED, Power.STOPPED, running))  # started by the pass
+    assert looked_at(outcome(Result.FAILED, Power.STOPPED, running))
+    assert looked_at(outcome(Result.RESTART_PENDING, Power.STOPPED, running))
 
 
 def test_only_running_vms_that_converged_are_waited_for() -> None:
