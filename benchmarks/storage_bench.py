@@ -23,8 +23,11 @@ is timed and against which floor):
 Writes benchmarks/results/storage.json (sections not run are kept from the previous
 file); the figures and what they mean go by hand into benchmarks/results/NOTES.md.
 Everything it makes is named bench-<8 hex>-...: domains, its own dir pools under
-/var/lib/libvirt/images, a scratch folder under /var/tmp. All of it is removed at the
-end, on errors, Ctrl-C and SIGTERM; nothing else is touched.
+/var/lib/libvirt/images, a scratch folder under /var/tmp (which also holds reconcile's
+state: RECONCILE_STATE_DIR). All of it is removed at the end, on errors, Ctrl-C, SIGTERM
+and SIGHUP (harness/pools.py:clean_up, which then lists anything of the prefix still
+there); nothing else is touched. Only SIGKILL leaves things behind: remove them with
+`virsh` by the prefix the run printed first.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import signal
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -47,10 +50,10 @@ from storage_upload import make_image
 from controller.images.cache import hash_file
 from controller.virt import storage as virt_storage
 from harness.context import Bench
-from harness.host import Host, clean_up, interrupts_raise, new_prefix, prepare_kvm
+from harness.host import Host, interrupts_raise, new_prefix, prepare_kvm
 from harness.machine import code_state, default_workers, machine
-from harness.pools import make_pool, remove_pools
-from harness.runs import RECONCILE, RESULTS, BenchError, Json, cache_bytecode, stop_children
+from harness.pools import clean_up, make_pool
+from harness.runs import RECONCILE, RESULTS, BenchError, Json, cache_bytecode
 from harness.storage import Image
 from sections import storage_boot, storage_import, storage_overlays, storage_seeds
 from tests.support.guest import guest_image_path
@@ -147,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _arguments(argv)
     prefix = new_prefix()
     tmp = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    # Every reconcile run keeps its state (host listings, the image cache) in `tmp`, not
+    # in /var/lib/reconcile; the sections that need a fresh one pass --state-dir.
+    os.environ["RECONCILE_STATE_DIR"] = str(tmp / "state")
     bytecode = cache_bytecode(tmp / "pycache")
     host: Host | None = None
     new_sections: Json = {}
@@ -174,12 +180,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("storage benchmark interrupted", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        stop_children()
-        if host is not None:
-            host.remove()
-            pools = remove_pools(host.conn, prefix)
-            print(f"cleanup: removed {pools} pool(s) named {prefix}*")
         clean_up(host=host, prefix=prefix, tmp=tmp)
     print(f"written: {_results_file(args)}")
     _print(new_sections)

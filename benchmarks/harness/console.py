@@ -90,6 +90,10 @@ class ConsoleWatch:
             time.sleep(_POLL)
         return None
 
+    def stop(self) -> None:
+        """The watchers stop reading (each closes its connection): the caller's cleanup."""
+        self._stop.set()
+
     def done(self) -> bool:
         return all(len(seen) == len(self.markers) for seen in self.seen.values())
 

@@ -107,6 +107,7 @@ def measure(b: Bench, *, image: Image, n: int, runs: int, workers: int, memory_m
                     b.progress(f"    {side} did not do all its work: {error}"[:300])
                 seen = watch.wait(timeout)
             finally:
+                watch.stop()
                 reset(guests)
             rows.append(_row(side, index, run, seen, before, watch.tails) | {"error": error})
             b.progress(f"    {side}: command {rows[-1]['command_s']} s; multi-user "

@@ -42,11 +42,16 @@ def cloud_init(n: int, pool: str) -> Json:
     return {"userData": USER_DATA.format(n=n), "networkConfig": NETWORK, "pool": pool}
 
 
+def instance_id(name: str) -> str:
+    """The UUID reconcile pins for a new VM `name` with a seed (planner/seed.py)."""
+    return str(uuid.uuid5(uuid.UUID(str(_UUIDS)), name)).lower()
+
+
 def write_seed_files(folder: Path, name: str, *, user_data: str,
                      network_config: Json | None) -> None:
     """The files of VM `name`'s seed, as reconcile builds them, for cloud-localds."""
     folder.mkdir(parents=True, exist_ok=True)
-    meta = meta_data_for(name=name, uuid=str(uuid.uuid5(_UUIDS, name)), overrides={})
+    meta = meta_data_for(name=name, uuid=instance_id(name), overrides={})
     files = seed_files(user_data=user_data, meta_data=meta, network_config=network_config)
     for file, content in files.items():
         (folder / file).write_bytes(content)
@@ -93,7 +98,7 @@ def measure(b: Bench, *, pool: str, n: int, runs: int, workers: int) -> Json:
     def isolated() -> Run:
         started = time.perf_counter()
         for index, name in enumerate(names):
-            meta = meta_data_for(name=name, uuid=str(uuid.uuid5(_UUIDS, name)), overrides={})
+            meta = meta_data_for(name=name, uuid=instance_id(name), overrides={})
             seed = build_seed(user_data=USER_DATA.format(n=index), meta_data=meta,
                               network_config=NETWORK)
             iso = b.tmp / "seed.iso"
