@@ -21,7 +21,9 @@ is timed and against which floor):
             libvirt-python (and kcli with --kcli)
 
 Writes benchmarks/results/storage.json (sections not run are kept from the previous
-file); the figures and what they mean go by hand into benchmarks/results/NOTES.md.
+file) and, from it, benchmarks/results/STORAGE.md (harness/storage_report.py: each figure,
+its floor, the ratio; what ran beside them); what they mean goes by hand into
+benchmarks/results/STORAGE-NOTES.md, which STORAGE.md includes (`--render` redraws it).
 Everything it makes is named bench-<8 hex>-...: domains, its own dir pools under
 /var/lib/libvirt/images, a scratch folder under /var/tmp (which also holds reconcile's
 state: RECONCILE_STATE_DIR). All of it is removed at the end, on errors, Ctrl-C, SIGTERM
@@ -49,6 +51,7 @@ from storage_upload import make_image
 
 from controller.images.cache import hash_file
 from controller.virt import storage as virt_storage
+from harness import storage_report
 from harness.context import Bench
 from harness.host import Host, interrupts_raise, new_prefix, prepare_kvm
 from harness.machine import code_state, default_workers, machine
@@ -85,6 +88,8 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 64 MiB, 1 round, 3 VMs, 10 seeds, 2 guests")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--render", action="store_true",
+                        help="only rewrite STORAGE.md from storage.json (and STORAGE-NOTES.md)")
     parser.add_argument("-c", "--connect", default="qemu:///system")
     args = parser.parse_args(argv)
     if args.quick:
@@ -148,6 +153,10 @@ def _import(conn: libvirt.virConnect, image: Image) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _arguments(argv)
+    if args.render:
+        results = json.loads(_results_file(args).read_text())
+        print(f"written: {storage_report.write(args.out, results)}")
+        return 0
     prefix = new_prefix()
     tmp = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
     # Every reconcile run keeps its state (host listings, the image cache) in `tmp`, not
@@ -181,7 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         clean_up(host=host, prefix=prefix, tmp=tmp)
-    print(f"written: {_results_file(args)}")
+    out = _results_file(args)
+    print(f"written: {out}, {storage_report.write(out.parent, json.loads(out.read_text()))}")
     _print(new_sections)
     return 0
 
