@@ -93,6 +93,13 @@ bench: bootstrap-test
 		echo "bench: matplotlib/py-spy did not install: no plot, no profiles" >&2
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 
+# Storage and seeds (issues 13, 14): images, overlays, seeds, booted guests vs their floors.
+.PHONY: bench-storage
+bench-storage: bootstrap-test
+	scripts/libvirtd-up.sh
+	scripts/guest-image.sh
+	$(PY) benchmarks/storage_bench.py $(BENCH_ARGS)
+
 # Many hosts (issue 7): 3 real test hosts x 10 VMs together vs the slowest host alone.
 bench-multihost: bootstrap-test
 	$(PY) benchmarks/multihost.py --state stopped $(BENCH_ARGS)
