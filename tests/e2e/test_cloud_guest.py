@@ -211,16 +211,23 @@ def test_a_cloud_image_becomes_a_configured_guest_and_stays_so(guest: Guest) -> 
         "bootcmd: [[sh, -c, 'echo second > /var/tmp/second-boot']]\n"))
     guest.write()
     renewed = guest.once(check_exit=0)
-    assert renewed.actions(guest.name) == ["create-seed", "define"]
+    # and the edit's seed, now no definition's and not the running guest's, goes at once
+    assert renewed.actions(guest.name) == ["create-seed", "define", "delete-volume"]
+    edited_seed = edited.vms[guest.name]["steps"][0]["reason"].split(":")[0]
+    assert renewed.vms[guest.name]["steps"][2]["reason"].startswith(f"{edited_seed}:")
     guest.dom.shutdown()
     wait_until(lambda: not guest.dom.isActive(), 300, what="the guest to shut down")
     restarted = guest.once(check_exit=0)
-    assert restarted.actions(guest.name)[-1] == "start"
+    # started on the new seed; the first boot's seed, now nobody's, goes after the start
+    assert restarted.actions(guest.name) == ["start", "delete-volume"]
+    first_seed = first.vms[guest.name]["steps"][1]["reason"].split(":")[0]
+    assert restarted.vms[guest.name]["steps"][1]["reason"].startswith(f"{first_seed}:")
     guest.wait_for_boot()
     assert guest_file(guest.dom, "/var/tmp/second-boot").strip() == "second"
     assert guest.run("cloud-init", "query", "instance_id").strip() == f"{guest.name}-2"
     # the seeds no definition uses any more are gone; the volume and image stay
     final = guest.once(check_exit=0)
+    assert final.result(guest.name) == "unchanged", final.report
     pool = guest.conn.storagePoolLookupByName(guest.pool)
     pool.refresh()
     seeds = [name for name in pool.listVolumes() if ".cidata-" in name]
