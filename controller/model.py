@@ -10,6 +10,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+# section 8's values, re-exported with the others
+from .hardware import CPU as CPU
+from .hardware import NO_KERNEL as NO_KERNEL
+from .hardware import Kernel as Kernel
+
 # The storage values live in storagemodel.py; model is where every layer finds them.
 from .storagemodel import SHARED_POOL_TYPES as SHARED_POOL_TYPES
 from .storagemodel import Backing as Backing
@@ -19,10 +24,6 @@ from .storagemodel import PoolInfo as PoolInfo
 from .storagemodel import SeedWant as SeedWant
 from .storagemodel import VolumeInfo as VolumeInfo
 from .storagemodel import VolumeWant as VolumeWant
-# section 8's values, re-exported with the others
-from .hardware import CPU as CPU
-from .hardware import NO_KERNEL as NO_KERNEL
-from .hardware import Kernel as Kernel
 
 
 class DesiredState(enum.Enum):
