@@ -22,6 +22,7 @@ from controller.domainxml.disks import read_disks as _read_disks
 from controller.domainxml.firmware import BOOTABLE_DEVICES, read_boot, read_firmware, read_kernel
 from controller.domainxml.interfaces import read_interfaces as _read_interfaces
 from controller.domainxml.memory import memory_kib as _memory_kib
+from controller.domainxml.seed import is_efi
 from controller.domainxml.xmlutil import MANAGED_TAG as _MANAGED_TAG
 from controller.model import DomainConfig
 
@@ -55,6 +56,7 @@ def reference(xml: str) -> DomainConfig:
         owner=mark.get("host") if mark is not None else None,
         source=mark.get("source") if mark is not None else None,
         kept=tuple(kept_disks + kept_interfaces),
+        efi=is_efi(root),
         firmware=firmware,
         secure_boot=secure_boot,
         tpm=bool(root.findall("devices/tpm")),
