@@ -148,13 +148,18 @@ def _exposed(element: ET.Element) -> bool:
     return False
 
 
+#: The usual answers, without parsing (parse_domain reads every domain of a pass).
+_LOOPBACK = {"127.0.0.1": True, "::1": True, "localhost": True, "0.0.0.0": False, "::": False}
+
+
 def is_loopback(address: str | None) -> bool:
     """Whether a display listening on `address` is reachable from this host only; no
     address means QEMU's configured default (127.0.0.1 unless qemu.conf says otherwise)."""
     if not address:
         return True
-    if address.strip().lower() == "localhost":
-        return True
+    text = address.strip().lower()
+    if text in _LOOPBACK:
+        return _LOOPBACK[text]
     try:
         return ipaddress.ip_address(address.strip().strip("[]")).is_loopback
     except ValueError:
