@@ -88,7 +88,12 @@ def apply_serial(devices: ET.Element, wanted: bool | None) -> None:
         _insert_device(devices, serial)
         console = ET.Element("console", type="pty")
         ET.SubElement(console, "target", type="serial", port="0")
-        _insert_device(devices, console)
+        others = devices.findall("console")  # virtio ones: libvirt wants the serial first
+        if others:
+            devices.insert(list(devices).index(others[0]), console)
+            console.tail = others[0].tail
+        else:
+            _insert_device(devices, console)
     elif not wanted:
         for element in present:
             devices.remove(element)

@@ -222,8 +222,10 @@ def test_serial_false_removes_serial_ports_and_consoles_but_not_virtio_consoles(
             ] == ["virtio"]
     again = build_domain(spec(serial=True), ET.tostring(built, encoding="unicode"))
     assert parse_domain(again).serial is True
-    assert [e.tag for e in root_of(again).find("devices")  # type: ignore[union-attr]
-            if e.tag in ("serial", "console")] == ["serial", "console", "console"]
+    assert [(e.tag, e.find("target").get("type"))  # type: ignore[union-attr]
+            for e in root_of(again).find("devices")  # type: ignore[union-attr]
+            if e.tag in ("serial", "console")] == [
+        ("serial", None), ("console", "serial"), ("console", "virtio")]
 
 
 # --- CPU --------------------------------------------------------------------------------
