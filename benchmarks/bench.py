@@ -12,7 +12,8 @@ Sections (one module each in benchmarks/sections/; benchmarks/README.md says wha
 numbers mean):
 
   noop      a no-op `reconcile --once` over N managed stopped tiny domains, N = 10, 100,
-            1000, vs benchmarks/floors/noop.py; in-process libvirt call count; peak RSS
+            1000, 10000, vs benchmarks/floors/noop.py: wall and CPU time, the ratios of
+            alternating pairs; in-process libvirt call count; peak RSS
   converge  a cold converge of N running tiny guests (N = 10, and 30 at --workers 1, 2, 4,
             5, 8) and a change pass restarting all of them, vs benchmarks/floors/converge.py
   validate  `reconcile validate` of 1,000 and 10,000 manifests, next to a parse-only
@@ -66,14 +67,14 @@ class Plan:
 
 def _plan(args: argparse.Namespace, default_workers: int) -> Plan:
     if args.quick:
-        return Plan(noop_sizes=[10, 100], noop_runs=3,
+        return Plan(noop_sizes=args.noop_sizes or [10, 100], noop_runs=3,
                     converge=[(10, default_workers, True)], converge_runs=1,
                     validate_sizes=[1000], validate_runs=3, profile=False,
                     service_args=["--vms", "2", "--stopped", "8", "--rounds", "3", "--idle",
                                   "5", "--rss-at", "30"])
     change_at = {default_workers, 5, 8}
     sweep = sorted({1, 2, 4, 5, 8, default_workers})
-    return Plan(noop_sizes=[10, 100, 1000], noop_runs=5,
+    return Plan(noop_sizes=args.noop_sizes or [10, 100, 1000, 10000], noop_runs=5,
                 converge=[(10, default_workers, True)]
                 + [(30, w, w in change_at) for w in sweep],
                 converge_runs=3, validate_sizes=[1000, 10000], validate_runs=5,
@@ -121,6 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="comma-separated sections to run (default: all): "
                              + ", ".join(SECTIONS))
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
+    parser.add_argument("--noop-sizes", type=lambda text: [int(n) for n in text.split(",")],
+                        default=None, metavar="N,N,...",
+                        help="the no-op section's N (default 10,100,1000,10000; --quick 10,100)")
     parser.add_argument("-c", "--connect", default="qemu:///system", help="libvirt URI")
     parser.add_argument("--code-note", default=None,
                         help="how to describe the measured code in the results (default: "

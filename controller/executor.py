@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from .errors import HypervisorError, PermanentError, TransientError
 from .model import Action, Step
-from .storage_steps import StepContext, run_storage_step
+from .storage_steps import StepContext, copy_to, migrate_with_volumes, run_storage_step
 from .virt import Hypervisor
 
 NO_CONTEXT = StepContext()
@@ -115,7 +115,13 @@ def _run(hypervisor: Hypervisor, name: str, step: Step,
     action = step.action
     if action is Action.MIGRATE:
         assert step.xml is not None and step.to_host is not None and hosts is not None
-        steps.migrate(name, hosts[step.to_host].connection, persist_xml=step.xml)
+        if step.volumes:
+            migrate_with_volumes(hypervisor, hosts[step.to_host], name, step)
+        else:
+            steps.migrate(name, hosts[step.to_host].connection, persist_xml=step.xml)
+    elif action is Action.COPY_VOLUME:
+        assert step.to_host is not None and hosts is not None
+        copy_to(hypervisor, hosts[step.to_host], step)
     elif action is Action.SET_MEMORY:
         assert step.memory_kib is not None
         steps.set_memory_live(name, step.memory_kib)

@@ -14,7 +14,6 @@ import fcntl
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -107,6 +106,8 @@ class Inventory:
                 for host, names in changed.items():
                     hosts[host] = {"domains": sorted(names), "updated": now}
                 data["version"] = 1
+                import tempfile  # with shutil, bz2, lzma: not needed on one host
+
                 fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=".inventory-")
                 with os.fdopen(fd, "w", encoding="utf-8") as out:
                     json.dump(data, out, indent=1, sort_keys=True)

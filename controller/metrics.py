@@ -9,6 +9,10 @@ whose methods do nothing, and prometheus_client is not even imported.
     reconcile_vms{state}                        VMs in_sync | out_of_sync | failed, now
     reconcile_queue_depth                       names queued for a worker, now
     reconcile_libvirt_connected{host}           1 while the host's libvirt connection is up
+    reconcile_vm_ready{host,name,readiness}     1 when a running VM is ready by spec.readiness
+    reconcile_vm_address_info{host,name,address,prefix,mac,source}   its addresses (always 1)
+    reconcile_vm_agent_up{host,name}            1 while its guest agent answers guest-ping
+      (these three from the service's guest watch, service/guests.py)
 
 `host` is the host's name from hosts.yaml, or "default" for the -c connection.
 

@@ -42,6 +42,14 @@ class MoveStrategy(enum.Enum):
     LIVE = "live"
 
 
+class Readiness(enum.Enum):
+    """When a running VM counts as ready (spec.readiness)."""
+
+    RUNNING = "running"  # the domain runs
+    ADDRESS = "address"  # ... and has an address (DHCP lease or guest agent)
+    AGENT = "agent"  # ... and its guest agent answers guest-ping
+
+
 class Power(enum.Enum):
     """A domain's power state, folded to what reconciling needs to know."""
 
@@ -68,6 +76,7 @@ class Action(enum.Enum):
     MIGRATE = "migrate"  # a live move to another host; only in a move plan
     SHUTDOWN = "shutdown"
     DESTROY = "destroy"
+    COPY_VOLUME = "copy-volume"  # a cold move: a volume from the source host to the target
     UNDEFINE = "undefine"
     DEFINE = "define"
     AUTOSTART = "autostart"
@@ -170,6 +179,7 @@ class VMSpec:
     graphics_listen: str | None = None  # an address; None: 127.0.0.1 where reconcile adds one
     serial: bool | None = None  # a pty serial port and console (default true)
     guest_agent: bool | None = None  # the org.qemu.guest_agent.0 channel (default false)
+    readiness: Readiness = Readiness.RUNNING
 
 
 @dataclass(frozen=True)
@@ -233,6 +243,43 @@ ABSENT_DOMAIN = Observed(name="", exists=False)
 
 
 @dataclass(frozen=True)
+class GuestAddress:
+    """One address of a running guest, and where libvirt learnt it."""
+
+    address: str
+    prefix: int
+    mac: str
+    source: str  # "lease" (a libvirt network's DHCP lease) | "agent" (the guest agent)
+
+    def to_json(self) -> dict[str, object]:
+        return {"address": self.address, "prefix": self.prefix, "mac": self.mac,
+                "source": self.source}
+
+
+@dataclass(frozen=True)
+class GuestInfo:
+    """What a domain's guest shows from outside at one moment (controller.virt.guest).
+
+    `agent`: True when the guest agent answered, False when it did not, None when the
+    domain has no agent channel or is not running. `error`: why the addresses or the
+    agent could not be read (then they are unknown, not absent)."""
+
+    running: bool = False
+    addresses: tuple[GuestAddress, ...] = ()
+    channel: bool = False  # the running domain has the org.qemu.guest_agent.0 channel
+    agent: bool | None = None
+    agent_error: str | None = None  # why the agent did not answer, in libvirt's words
+    error: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {"addresses": [address.to_json() for address in self.addresses],
+                "agent": self.agent}
+
+
+NO_GUEST = GuestInfo()
+
+
+@dataclass(frozen=True)
 class Change:
     """One field that differs: 'vcpus: 1 → 2'."""
 
@@ -260,6 +307,8 @@ class Step:
     volume: VolumeWant | None = None  # create-volume, grow-volume, delete-volume
     image: ImageSpec | None = None  # import-image
     seed: SeedWant | None = None  # create-seed
+    #: migrate: the target's volumes the migration copies the disks into (made first)
+    volumes: tuple[VolumeWant, ...] = ()
 
     def to_json(self) -> dict[str, str]:
         return {"action": self.action.value, "reason": self.reason}
@@ -315,6 +364,7 @@ class Outcome:
     retry_after: float | None = None  # with Cause.RETRY: not before this many seconds
     orphan: bool = False  # about a managed domain that no manifest names
     kind: str = "vm"  # what it is about: "vm", "image"
+    guest: GuestInfo | None = None  # addresses and agent, when they were read (readiness.py)
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -326,4 +376,5 @@ class Outcome:
         }
         if self.multi_host:
             data["host"] = self.host
+        data.update((self.guest or NO_GUEST).to_json())
         return data

@@ -10,7 +10,8 @@ import re
 from collections.abc import Mapping
 
 from .hosts import Host, Hosts
-from .model import ImageSpec, Observed, VMSpec, VolumeInfo
+from .model import DesiredState, ImageSpec, Observed, VMSpec, VolumeInfo
+from .observing_moves import move_storage_of
 from .planner import Copy, Machines, Situation
 from .planner.storage import StorageView
 from .virt import Listing
@@ -27,11 +28,15 @@ def observe(spec: VMSpec, host: Host, hosts: Hosts, listing: Listing | None, *,
         if not unknown:
             copies = copies_elsewhere(spec.name, host, hosts)
     observed = [here] + [copy.observed for copy in copies]
+    storage = storage_of(spec, host, here, images, dry_run=dry_run)
+    moving = None
+    if len(copies) == 1 and spec.state is not DesiredState.ABSENT:
+        moving = move_storage_of(spec, source=hosts[copies[0].host], target=host,
+                                 src=copies[0].observed, target_view=storage, images=images)
     return Situation(host=host.name, here=here, copies=tuple(copies), unknown=unknown,
                      machines=machines_of(spec, host, observed),
                      cpu_models=cpu_models_of(spec, host, here),
-                     storage=storage_of(spec, host, here, images, dry_run=dry_run)
-                     if not copies else None)
+                     storage=storage if not copies else None, move_storage=moving)
 
 
 def storage_of(spec: VMSpec, host: Host, here: Observed, images: Mapping[str, ImageSpec], *,
@@ -55,6 +60,9 @@ def storage_of(spec: VMSpec, host: Host, here: Observed, images: Mapping[str, Im
     image_volumes = {name: storage.volume(images[name].pool, images[name].volume)
                      for name in sorted(wanted & missing)}
     live = frozenset(disk.target for disk in here.live.disks) if here.live else frozenset()
+    in_use = frozenset((disk.pool, disk.volume) for disk in here.live.disks
+                       if disk.pool and disk.volume) if here.live and here.persistent \
+        else frozenset()
     planned = frozenset(name for name, volume in image_volumes.items()
                         if dry_run and (volume is None or volume.partial))
     seeds: frozenset[str] = frozenset()
@@ -65,7 +73,7 @@ def storage_of(spec: VMSpec, host: Host, here: Observed, images: Mapping[str, Im
                           and marker_name(name) not in names)
     return StorageView(volumes=volumes, images={name: images[name] for name in wanted},
                        image_volumes=image_volumes, live_targets=live,
-                       planned_imports=planned, seeds=seeds)
+                       planned_imports=planned, seeds=seeds, in_use=in_use)
 
 
 def copies_elsewhere(name: str, target: Host, hosts: Hosts) -> list[Copy]:

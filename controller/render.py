@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .manifests import Invalid
-from .model import Action, Outcome, Result
+from .model import Action, GuestInfo, Outcome, Result
 from .units import format_kib
 
 
@@ -109,6 +109,8 @@ def to_text(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Se
             lines.append(f"      {step.action.value:<10} {step.reason}{where}")
         if outcome.note:
             lines.append(f"      note: {outcome.note}")
+        if outcome.guest is not None and outcome.guest.running:  # read for --wait
+            lines.append(f"      guest: {guest_summary(outcome.guest)}")
         if outcome.error:
             lines.append(f"      {style.paint('error:', '31')} {outcome.error}")
     for entry in invalid:
@@ -145,6 +147,13 @@ def summary(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Se
     return text + "."
 
 
+def guest_summary(info: GuestInfo) -> str:
+    """'192.168.150.11/24 (lease), 10.9.0.5/24 (agent); agent answering'."""
+    shown = ", ".join(f"{a.address}/{a.prefix} ({a.source})" for a in info.addresses)
+    agent = {True: "agent answering", False: "agent not answering", None: "no agent"}
+    return f"{shown or 'no address'}; {agent[info.agent]}"
+
+
 # --- reconcile status ----------------------------------------------------------
 
 _SYNC = {
@@ -175,6 +184,7 @@ def status_rows(outcomes: Sequence[Outcome], orphans: Sequence[Outcome]) -> list
         row = _row(outcome, desired="-", memory="-", vcpus="-")
         row["owner"] = "orphan"
         row["in_sync"] = "no"
+        row["inSync"] = False
         row["reason"] = "no manifest names this managed domain"
         rows.append(row)
     return sorted(rows, key=lambda row: (row.get("host") or "", row["name"]))
@@ -201,28 +211,36 @@ def _row(outcome: Outcome, *, desired: str, memory: str, vcpus: str) -> dict[str
                            for change in outcome.changes)
     else:
         reason = "; ".join(step.reason for step in outcome.steps)
+    guest = outcome.guest
     row: dict[str, Any] = {
-        "name": outcome.name, "source": outcome.source,
+        "name": outcome.name, "host": outcome.host, "source": outcome.source,
         "desired": desired, "actual": actual,
         "memory": {"desired": memory, "actual": actual_memory},
         "vcpus": {"desired": vcpus, "actual": actual_vcpus},
         "in_sync": _SYNC.get(outcome.result, "no"), "reason": reason, "owner": owner,
+        "inSync": outcome.result is Result.UNCHANGED,
+        **(guest or GuestInfo()).to_json(),
     }
-    if outcome.multi_host:
-        row["host"] = outcome.host
     return row
 
 
-def status_text(rows: Sequence[dict[str, Any]]) -> str:
-    hosts = any("host" in row for row in rows)
+_AGENT_CELL = {True: "yes", False: "no", None: "-"}
+
+
+def status_text(rows: Sequence[dict[str, Any]], *, by_host: bool | None = None) -> str:
+    """The status table; `by_host`: with a HOST column (default: when a row names a host)."""
+    hosts = any(row.get("host") for row in rows) if by_host is None else by_host
     header = (("HOST",) if hosts else ()) + (
-        "NAME", "DESIRED", "ACTUAL", "MEMORY", "VCPUS", "OWNER", "SYNC", "REASON")
+        "NAME", "DESIRED", "ACTUAL", "MEMORY", "VCPUS", "OWNER", "SYNC", "ADDRESSES", "AGENT",
+        "REASON")
     table = [header] + [(
         *((row.get("host") or "(-c)",) if hosts else ()),
         row["name"], row["desired"], row["actual"],
         f"{row['memory']['desired']}/{row['memory']['actual']}",
         f"{row['vcpus']['desired']}/{row['vcpus']['actual']}",
-        row["owner"], row["in_sync"], row["reason"],
+        row["owner"], row["in_sync"],
+        ",".join(a["address"] for a in row.get("addresses") or ()) or "-",
+        _AGENT_CELL[row.get("agent")], row["reason"],
     ) for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
     return "\n".join(

@@ -37,6 +37,8 @@ class Settings:
     resync: float = 60.0
     metrics_address: str | None = None
     download_timeout: float = 60.0
+    wait: bool = False  # --once --wait: until every running VM is ready
+    wait_timeout: float = 300.0
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
@@ -45,7 +47,8 @@ class Settings:
         given = {name: getattr(args, name) for name in (
             "connect", "output", "strict_permissions", "verbose", "dry_run", "prune",
             "max_prune", "workers", "lock_timeout", "lock_dir", "step_log", "state_dir",
-            "connect_timeout", "resync", "metrics_address", "download_timeout")
+            "connect_timeout", "resync", "metrics_address", "download_timeout", "wait",
+            "wait_timeout")
             if hasattr(args, name)}
         roots = getattr(args, "disk_roots", None)
         return cls(manifests=getattr(args, "manifests", ""), extra_hosts=extra, only_host=only,

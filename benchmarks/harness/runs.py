@@ -45,6 +45,7 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
+    cpu_seconds: float = 0.0  # user + system time of the child and its threads (wait4)
 
 
 _children: list[subprocess.Popen[bytes]] = []
@@ -71,7 +72,8 @@ def run_timed(argv: Sequence[str | Path], *, timeout: float = 900.0) -> Run:
         out.seek(0)
         err.seek(0)
         return Run(seconds, usage.ru_maxrss, proc.returncode,
-                   out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+                   out.read().decode(errors="replace"), err.read().decode(errors="replace"),
+                   usage.ru_utime + usage.ru_stime)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -132,8 +134,22 @@ def check_floor(run: Run, what: str, *, at_least: int) -> None:
 
 def summary(runs: Sequence[Run]) -> Json:
     times = [r.seconds for r in runs]
+    cpu = [r.cpu_seconds for r in runs]
     return {"median": statistics.median(times), "min": min(times), "max": max(times),
-            "times": times, "max_rss_kib": [r.max_rss_kib for r in runs]}
+            "times": times, "max_rss_kib": [r.max_rss_kib for r in runs],
+            "cpu": {"median": statistics.median(cpu), "min": min(cpu), "max": max(cpu),
+                    "times": cpu}}
+
+
+def paired(ours: Sequence[Run], floors: Sequence[Run]) -> Json:
+    """The ratios of alternating pairs (run i of ours over run i of the floor), wall and
+    CPU: median, min and max, so that a noisy run shows as a wide spread."""
+    def spread(values: list[float]) -> Json:
+        return {"median": statistics.median(values), "min": min(values), "max": max(values),
+                "values": values}
+    return {"wall": spread([a.seconds / b.seconds for a, b in zip(ours, floors, strict=True)]),
+            "cpu": spread([a.cpu_seconds / max(b.cpu_seconds, 1e-6)
+                           for a, b in zip(ours, floors, strict=True)])}
 
 
 def cache_bytecode(prefix: Path) -> str:

@@ -1,10 +1,11 @@
 """Section `noop`: what a no-op `reconcile --once` costs, next to its floor.
 
-For N = 10, 100, 1,000 (quick: 10, 100) managed **stopped** tiny domains, already
-converged: the whole-process wall time of `reconcile --once -o json`, median of the runs,
-alternating with `floors/noop.py` (open, list, `XMLDesc(INACTIVE)` + `state()` per
-domain); peak RSS of both; the libvirt calls per domain from one in-process run
-(`inprocess.py`); a py-spy profile at the largest N. Each N adds only the new domains,
+For N = 10, 100, 1,000, 10,000 (quick: 10, 100; `--noop-sizes`) managed **stopped** tiny
+domains, already converged: the whole-process wall and CPU time of `reconcile --once -o
+json`, median of the runs, alternating with `floors/noop.py` (open, list,
+`XMLDesc(INACTIVE)` + `state()` per domain), and the ratios of those alternating pairs
+(min, median, max); peak RSS of both; the libvirt calls per domain from one in-process
+run (`inprocess.py`); a py-spy profile at N = 1,000. Each N adds only the new domains,
 defined by an untimed `reconcile --once`; all of them are removed at the end. Run by
 `bench.py` (`--only noop`).
 """
@@ -12,6 +13,7 @@ defined by an untimed `reconcile --once`; all of them are removed at the end. Ru
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 
 from harness.context import Bench, ms, write_manifests
@@ -24,6 +26,7 @@ from harness.runs import (
     Json,
     check_floor,
     check_once,
+    paired,
     run_timed,
     summary,
     tail,
@@ -65,11 +68,19 @@ def measure(b: Bench, *, sizes: Sequence[int], runs: int) -> Json:
                      "slowest_call": counted.get("slowest_call", {}),
                      "inprocess_seconds": counted["seconds"], "others": others}
         row["ratio"] = row["reconcile"]["median"] / row["floor"]["median"]
+        row["cpu_ratio"] = row["reconcile"]["cpu"]["median"] / row["floor"]["cpu"]["median"]
+        row["pairs"] = paired(reconcile_runs, floor_runs)
+        row["loadavg_after"] = list(os.getloadavg())
         rows.append(row)
+        pairs = row["pairs"]["wall"]
         b.progress(f"  no-op N={n}: floor {ms(row['floor']['median'])}, reconcile "
-                   f"{ms(row['reconcile']['median'])} ({row['ratio']:.2f}x), "
-                   f"{row['calls_per_vm']:.2f} calls per domain")
-        if b.profile and n == max(sizes):
+                   f"{ms(row['reconcile']['median'])} ({row['ratio']:.2f}x; pairs "
+                   f"{pairs['min']:.2f}-{pairs['max']:.2f}x), CPU "
+                   f"{ms(row['reconcile']['cpu']['median'])} vs "
+                   f"{ms(row['floor']['cpu']['median'])} ({row['cpu_ratio']:.2f}x), "
+                   f"{row['calls_per_vm']:.2f} calls per domain, load "
+                   f"{row['loadavg_after'][0]:.2f}")
+        if b.profile and n == (1000 if 1000 in sizes else max(sizes)):
             b.profiles[f"noop-{n}"] = profile(
                 name=f"noop-{n}", command=b.once(manifests, locks), out=b.out,
                 progress=b.progress)

@@ -71,6 +71,8 @@ def _run(argv: list[str]) -> int:
     args = main_parser().parse_args(argv)
     if args.dry_run and not args.once:
         raise UsageError("--dry-run needs --once")
+    if args.wait and (not args.once or args.dry_run):
+        raise UsageError("--wait needs --once, without --dry-run")
     settings = Settings.from_args(args)
     if args.once:
         _setup_logging(args.verbose)

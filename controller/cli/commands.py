@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from .. import render
 from ..errors import ConnectionLost, UsageError
@@ -20,6 +21,9 @@ from ..manifests import HOSTS_FILE, LoadResult, load_directory, schema
 from ..model import Outcome, Result
 from ..progress import Progress
 from ..settings import Settings
+
+if TYPE_CHECKING:
+    from ..hosts import Hosts
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_CHANGES = 0, 1, 2, 3
 
@@ -118,6 +122,10 @@ def cmd_once(settings: Settings) -> int:
         report = run_pass(reconciler, load, workers=settings.workers,
                           only_host=settings.only_host,
                           progress=progress.finished if progress else None)
+        if progress:
+            progress.close()
+            progress = None
+        _read_guests(settings, hosts, report.outcomes)
     finally:
         if progress:
             progress.close()
@@ -144,15 +152,41 @@ def cmd_once(settings: Settings) -> int:
     return EXIT_FAILED if unreachable and code != EXIT_INVALID else code
 
 
+def _read_guests(settings: Settings, hosts: Hosts, outcomes: list[Outcome]) -> None:
+    """--wait: wait until the running VMs are ready; JSON: read their guests once. Text
+    without --wait reads none: a no-op pass stays as cheap as it was."""
+    from ..readiness import GuestReaders, looked_at, read_guests, to_wait_for, wait_for
+
+    waiting = to_wait_for(outcomes) if settings.wait else []
+    if waiting:
+        log.info("waiting up to %gs for %d VM(s) to be ready", settings.wait_timeout,
+                 len(waiting))
+        if settings.output == "text" and sys.stderr.isatty() and not settings.verbose:
+            sys.stderr.write(f"waiting up to {settings.wait_timeout:g} s for {len(waiting)} "
+                             "VM(s) to be ready...\n")
+        wait_for(waiting, hosts, timeout=settings.wait_timeout, workers=settings.workers)
+    if settings.output == "json":
+        chosen = {id(outcome) for outcome in waiting}
+        readers = GuestReaders()  # --dry-run: read-only hosts
+        try:
+            read_guests([outcome for outcome in outcomes
+                         if looked_at(outcome) and id(outcome) not in chosen], hosts,
+                        workers=settings.workers, readers=readers)
+        finally:
+            readers.close()
+
+
 # --- status ------------------------------------------------------------------------------
 
 def cmd_status(settings: Settings) -> int:
     from ..assemble import make_hosts, make_reconciler
     from ..passes import run_pass
+    from ..readiness import GuestReaders, read_guests, running_now
     from ..reconciler import FixedManifests
 
     load = load_manifests(settings)
     hosts = make_hosts(settings, readonly=True)
+    readers = GuestReaders()  # the agent needs a read-write connection
     hosts.set_hosts(load.hosts)
     try:
         def scope() -> set[str]:
@@ -169,16 +203,37 @@ def cmd_status(settings: Settings) -> int:
         # what pruning would do to each orphan, whatever --max-prune says
         pruner = replace(observer, prune=True, max_prune=sys.maxsize, orphans_in_pass=0)
         orphans = [pruner.reconcile(name) for name in report.orphans]
+        read_guests([outcome for outcome in report.outcomes + orphans
+                     if running_now(outcome)], hosts, workers=settings.workers,
+                    readers=readers)
     finally:
+        readers.close()
         hosts.close()
+    if settings.output == "ansible":
+        return _ansible(report.outcomes, load)
     rows = render.status_rows(report.outcomes, orphans)
     if settings.output == "json":
         emit(json.dumps({"vms": rows, "invalid": [i.to_json() for i in load.invalid]}))
     else:
-        emit(render.status_text(rows))
+        emit(render.status_text(rows, by_host=hosts.several))
         for entry in load.invalid:
             emit(f"invalid: {entry}")
     return once_exit_code(report.outcomes + orphans, invalid=bool(load.invalid), dry_run=True)
+
+
+def _ansible(outcomes: list[Outcome], load: LoadResult) -> int:
+    """`status -o ansible`: the inventory of the running VMs; exit 0 once printed (an
+    inventory script that exits otherwise fails the whole Ansible run)."""
+    from ..ansible import inventory
+
+    document, no_address = inventory(outcomes)
+    for name in no_address:
+        log.warning("%s runs but has no address yet (reconcile --once --wait waits for "
+                    "one with spec.readiness: address)", name)
+    for entry in load.invalid:
+        log.warning("invalid: %s", entry)
+    emit(json.dumps(document, ensure_ascii=False))
+    return EXIT_OK
 
 
 # --- export, schema, the service ------------------------------------------------------------

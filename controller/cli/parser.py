@@ -22,15 +22,18 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-def _add_manifest_options(parser: argparse.ArgumentParser) -> None:
+def _add_manifest_options(parser: argparse.ArgumentParser,
+                          outputs: tuple[str, ...] = ("text", "json")) -> None:
     parser.add_argument("-m", "--manifests", metavar="DIR",
                         default=os.environ.get("RECONCILE_MANIFESTS", DEFAULT_MANIFESTS),
                         help="manifest directory (default: $RECONCILE_MANIFESTS, else %(default)s)")
     parser.add_argument("--disk-root", metavar="DIR", action="append", dest="disk_roots",
                         help="a folder disk sources must resolve into; repeatable "
                              f"(default: {', '.join(DEFAULT_DISK_ROOTS)})")
-    parser.add_argument("-o", "--output", choices=("text", "json"), default="text",
-                        help="output format (default: text)")
+    parser.add_argument("-o", "--output", choices=outputs, default="text",
+                        help="output format (default: text)" + (
+                            "; ansible: an inventory in `ansible-inventory --list` form"
+                            if "ansible" in outputs else ""))
     parser.add_argument("--strict-permissions", action="store_true",
                         help="refuse manifests that users other than root and this one may "
                              "write (default: warn)")
@@ -74,6 +77,12 @@ def main_parser() -> argparse.ArgumentParser:
                         help="observe, plan and converge every VM once, then exit")
     parser.add_argument("--dry-run", action="store_true",
                         help="with --once: observe and plan only; change nothing (exit 3: changes)")
+    parser.add_argument("--wait", action="store_true",
+                        help="with --once: after converging, wait until every running VM is "
+                             "ready (its spec.readiness: running, address or agent); a VM "
+                             "not ready by --wait-timeout fails")
+    parser.add_argument("--wait-timeout", metavar="SECONDS", type=_positive_float,
+                        default=300.0, help="with --wait: how long to wait (default: 300)")
     _add_manifest_options(parser)
     _add_connect_option(parser)
     parser.add_argument("--prune", action="store_true",
@@ -117,8 +126,12 @@ def status_parser() -> argparse.ArgumentParser:
                      description="One row per VM: desired vs. actual state, in sync or why "
                                  "not. Read-only: changes nothing. Exit 0 all in sync, 3 drift, "
                                  "1 failed or conflict, 2 invalid manifests.",
-                     epilog="example: reconcile status -m manifests/ -c qemu:///system -o json")
-    _add_manifest_options(parser)
+                     epilog="examples:\n"
+                            "  reconcile status -m manifests/ -c qemu:///system -o json\n"
+                            "  reconcile status -m manifests/ -o ansible   (an inventory of "
+                            "the running VMs; exit 0 once printed)",
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_manifest_options(parser, outputs=("text", "json", "ansible"))
     _add_connect_option(parser)
     parser.add_argument("--workers", metavar="N", type=_positive, default=8,
                         help="VMs observed in parallel (default: 8)")

@@ -15,7 +15,6 @@ column).
 from __future__ import annotations
 
 import copy
-import hashlib
 import threading
 from collections.abc import Mapping
 from typing import Any, Final
@@ -126,6 +125,8 @@ def check_user_data(text: str) -> list[str]:
 def _check_cloud_config(text: str) -> tuple[str, ...]:
     """The YAML check of #cloud-config, remembered by the text's sha256: parsing
     megabytes of YAML takes seconds, and every pass checks the same text again."""
+    import hashlib  # here: OpenSSL's ~5 ms import, for VMs with cloudInit only
+
     key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
     with _CHECKED_LOCK:
         known = _CHECKED.get(key)
@@ -181,6 +182,8 @@ def seed_files(
 
 def content_sha256(files: Mapping[str, bytes]) -> str:
     """sha256 of a canonical form of a seed's files: each name, length and bytes."""
+    import hashlib
+
     digest = hashlib.sha256(b"reconcile-nocloud-seed/1\n")
     for name in sorted(files):
         content = files[name]

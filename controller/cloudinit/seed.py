@@ -20,7 +20,6 @@ User data may hold secrets: ``Seed`` leaves ``data`` out of its repr.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -72,6 +71,8 @@ def build_seed(
     if size > MAX_SEED_BYTES:
         raise SeedTooLarge(size=size, limit=MAX_SEED_BYTES)
     data = iso_bytes(files)
+    import hashlib  # here: a pass without seeds to build never needs it
+
     return Seed(
         data=data,
         sha256=hashlib.sha256(data).hexdigest(),

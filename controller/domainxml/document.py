@@ -60,8 +60,27 @@ from .memory import apply_memory, apply_vcpus, memory_kib, set_memory
 from .seed import apply_seed, is_efi, read_seed
 from .xmlutil import MANAGED_TAG, child, created_volumes, mark_managed, serialize, text_of
 
+#: parse_domain's answers by the XML text itself, read afresh from libvirt every time:
+#: the service's resyncs read the same definitions again and again, and a definition
+#: changed in any way (`virsh setmem --config`, an edit) is another text, parsed anew.
+#: Bounded: a full cache starts over.
+_PARSED: dict[str, DomainConfig] = {}
+PARSED_MAX = 4096
+
 
 def parse_domain(xml: str) -> DomainConfig:
+    """Read the fields reconcile models from a domain's XML (a pure function of the
+    text: remembered by it, see _PARSED)."""
+    config = _PARSED.get(xml)
+    if config is None:
+        config = _parse_domain(xml)
+        if len(_PARSED) >= PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[xml] = config
+    return config
+
+
+def _parse_domain(xml: str) -> DomainConfig:
     """Read the fields reconcile models from a domain's XML.
 
     One walk over the root's children instead of ElementPath searches ("os/type",
@@ -200,11 +219,16 @@ def build_domain(spec: VMSpec, base_xml: str | None = None, *,
     return serialize(root, base_xml)
 
 
-def mark_owner(xml: str, host: str | None, source: str | None) -> str:
+def mark_owner(xml: str, host: str | None, source: str | None, *,
+               created: tuple[tuple[str, str], ...] = (),
+               seed: tuple[str, str] | None = None) -> str:
     """`xml` with the ownership mark naming `host` and the manifest file `source`: a
-    definition arriving on a new host."""
+    definition arriving on a new host. `created`: volumes the move creates there (added
+    to the mark); `seed`: the cloud-init seed cdrom it attaches there, if not None."""
     root = ET.fromstring(xml)
-    mark_managed(root, host, source)
+    mark_managed(root, host, source, created)
+    if seed is not None:
+        apply_seed(root, seed)
     return serialize(root, xml)
 
 

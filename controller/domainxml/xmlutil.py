@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import re
 import threading
 import xml.etree.ElementTree as ET
@@ -73,6 +72,8 @@ def serialize(root: ET.Element, source: str | None) -> str:
     """
     if not source or "xmlns:" not in source:
         return ET.tostring(root, encoding="unicode")
+    import html  # html.entities' table: only for documents with namespace prefixes
+
     declared = {}
     for prefix, double, single in _DECLARATION.findall(source):
         if prefix != "xml" and not _GENERATED_PREFIX.match(prefix):

@@ -26,11 +26,22 @@ _MAX_FILE_BYTES = 16 * 1024 * 1024
 _NOT_A_FILE = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)
 
 
-def unsafe_permissions(path: Path) -> str | None:
-    """Why users other than root and this process's could rewrite `path`, if they could."""
+def stat_of(path: str | Path) -> os.stat_result | OSError:
+    """os.stat(path), or the error it raised: read once per file, for both the
+    permission check and the reading (a stat costs about as much as reading the file)."""
     try:
-        info = path.stat()
-    except OSError:
+        return os.stat(path)
+    except OSError as exc:
+        return exc
+
+
+def unsafe_permissions(path: str | Path,
+                       info: os.stat_result | OSError | None = None) -> str | None:
+    """Why users other than root and this process's could rewrite `path`, if they could.
+    `info`: its stat_of, when the caller has it."""
+    if info is None:
+        info = stat_of(path)
+    if isinstance(info, OSError):
         return None  # reading it reports the problem
     what = f"{'folder' if stat.S_ISDIR(info.st_mode) else 'file'} {path}"
     if info.st_uid not in (0, os.geteuid()):
@@ -42,31 +53,35 @@ def unsafe_permissions(path: Path) -> str | None:
     return None
 
 
-def manifest_files(root: Path, errors: list[OSError]) -> Iterator[tuple[Path, Path, str]]:
-    """(folder, file, file relative to root) of every manifest file, in a stable order."""
+def manifest_files(root: Path, errors: list[OSError]) -> Iterator[tuple[str, str, str]]:
+    """(folder, file, file relative to root) of every manifest file, in a stable order.
+    Paths as str (os.walk's own): a Path per file costs more than reading the file."""
     for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        folder = Path(dirpath)
-        inside = os.path.relpath(dirpath, root)  # once per folder: pathlib is slow per file
+        inside = os.path.relpath(dirpath, root)  # once per folder
         for name in sorted(filenames):
             if name.startswith(".") or EDITOR_LEFTOVERS.search(name):
                 continue
             if name.endswith((".yaml", ".yml")):
-                yield folder, folder / name, name if inside == "." else f"{inside}/{name}"
+                yield (dirpath, os.path.join(dirpath, name),
+                       name if inside == "." else f"{inside}/{name}")
 
 
-def documents(path: Path, relative: str, result: LoadResult) -> Iterator[tuple[int, Any]]:
-    """Yield (index, document) for the non-empty documents of one file.
+def documents(path: str | Path, relative: str, result: LoadResult,
+              info: os.stat_result | OSError | None = None) -> Iterator[tuple[int, Any, bool]]:
+    """Yield (index, document, plain) for the non-empty documents of one file (`info`:
+    its stat_of, when the caller has it). `plain`: built from the nodes alone (see
+    yamlread.load_all), so it holds no float.
 
     A file that is not valid YAML is invalid as a whole: none of its documents
     are used, and the names already read from it are kept as invalid names.
     """
     try:
-        try:
-            info = os.stat(path)
-        except OSError as exc:  # as Path.is_file() does: these mean "not a file"
-            if exc.errno not in _NOT_A_FILE:
-                raise
+        if info is None:
+            info = stat_of(path)
+        if isinstance(info, OSError):  # as Path.is_file() does: these mean "not a file"
+            if info.errno not in _NOT_A_FILE:
+                raise info
             info = None
         if info is None or not stat.S_ISREG(info.st_mode):
             raise IsADirectoryError(21, "not a regular file")  # noqa: TRY301 - reported below
@@ -81,12 +96,13 @@ def documents(path: Path, relative: str, result: LoadResult) -> Iterator[tuple[i
         result.invalid.append(Invalid(relative, None, "", f"cannot read: {exc}"))
         return
 
-    parsed: list[tuple[int, Any]] = []
+    parsed: list[tuple[int, Any, bool]] = []
     index = 0  # of the document being read, so a parse error names the right one
     try:
         for document, nodes in load_all(text):
             if document is not None:
-                parsed.append((index, document))  # first, so a too large one's name is kept
+                # first, so a too large one's name is kept
+                parsed.append((index, document, nodes is not None))
                 if nodes is None:
                     check_size(document)
                 elif nodes > MAX_NODES:  # a plain tree: its size is its number of nodes
@@ -104,7 +120,7 @@ def documents(path: Path, relative: str, result: LoadResult) -> Iterator[tuple[i
     else:
         yield from parsed
         return
-    for _, document in parsed:
+    for _, document, _ in parsed:
         name = name_of(document)
         if name:
             result.refuse_name(name, relative)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .cloudinit import referenced_files
-from .files import documents, manifest_files, unsafe_permissions
+from .files import documents, manifest_files, stat_of, unsafe_permissions
 from .images import read_images
 from .result import Invalid, LoadResult
 from .specs import HOSTS_FILE, cross_check
@@ -48,7 +48,7 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
     images: list[tuple[str, int, dict[str, Any]]] = []
     read: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}  # file → counts around it
     walk_errors: list[OSError] = []
-    checked_folders: dict[Path, str | None] = {}
+    checked_folders: dict[str, str | None] = {}
     for folder, path, relative in manifest_files(root, walk_errors):
         if not relative.isprintable() and any("\udc80" <= ch <= "\udcff" for ch in relative):
             # undecodable bytes: shown as \xNN, so reports stay valid UTF-8
@@ -57,7 +57,8 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
             continue
         if folder not in checked_folders:
             checked_folders[folder] = unsafe_permissions(folder)
-        unsafe = checked_folders[folder] or unsafe_permissions(path)
+        info = stat_of(path)
+        unsafe = checked_folders[folder] or unsafe_permissions(path, info)
         if unsafe:
             if strict_permissions:
                 result.invalid.append(Invalid(relative, None, "",
@@ -65,7 +66,7 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
                 continue
             result.warnings.append(f"{relative}: {unsafe}; --strict-permissions refuses it")
         before = (len(result.invalid), result.documents)
-        for index, document in documents(path, relative, result):
+        for index, document, plain in documents(path, relative, result, info):
             kind = document.get("kind") if isinstance(document, dict) else None
             if kind == "Hosts":
                 _read_hosts(document, relative, index, result)
@@ -74,7 +75,7 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
             if kind == "Image":
                 if validate_document(document, relative, index, result, kind="Image"):
                     images.append((relative, index, document))
-            elif validate_document(document, relative, index, result):
+            elif validate_document(document, relative, index, result, floats=not plain):
                 candidates.append((relative, index, document))
         read[relative] = (before, (len(result.invalid), result.documents))
     candidates = _without_user_data_files(directory, candidates, read, result)

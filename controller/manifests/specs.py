@@ -15,7 +15,15 @@ from dataclasses import replace
 from typing import Any
 
 from ..domainxml import disk_target_name
-from ..model import DesiredState, Disk, Interface, MoveStrategy, UpdatePolicy, VMSpec
+from ..model import (
+    DesiredState,
+    Disk,
+    Interface,
+    MoveStrategy,
+    Readiness,
+    UpdatePolicy,
+    VMSpec,
+)
 from ..units import parse_memory_kib
 from .cloudinit import CloudInitError, to_cloud_init
 from .hardware import FieldError as _FieldError
@@ -137,6 +145,7 @@ def _to_spec(document: dict[str, Any], relative: str, roots: list[str]) -> VMSpe
         host=spec.get("host"),
         move_strategy=MoveStrategy(spec.get("moveStrategy", "cold")),
         **section8(spec, roots),
+        readiness=Readiness(spec.get("readiness", "running")),
     )
 
 

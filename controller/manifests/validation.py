@@ -133,16 +133,17 @@ def write_fast_validator() -> None:
     GENERATED.write_text(fast_validator_source(), encoding="utf-8")
 
 
-def fast_valid(document: Any) -> bool:
+def fast_valid(document: Any, *, floats: bool = True) -> bool:
     """The compiled validator's verdict, about 10x faster than jsonschema's; trusted only
     when it accepts a document without floats (it counts 2.0 as an integer, and the
     schema has no number fields). Everything else goes to jsonschema, which also
-    explains what is wrong."""
+    explains what is wrong. `floats=False`: the caller knows the document holds none
+    (a plain tree from yamlread.load_all), so it is not searched for them."""
     try:
         _fast_validator()(document)
     except Exception:  # noqa: BLE001 - any doubt goes to the full validator
         return False
-    return not _has_float(document)
+    return not (floats and _has_float(document))
 
 
 def _has_float(document: Any) -> bool:
@@ -159,9 +160,10 @@ def _has_float(document: Any) -> bool:
 
 
 def check_document(document: Any, relative: str, index: int, result: LoadResult,
-                    kind: str = "VirtualMachine") -> bool:
-    """Schema-check one document; record why it is invalid and return False if so."""
-    if kind == "VirtualMachine" and fast_valid(document):
+                    kind: str = "VirtualMachine", *, floats: bool = True) -> bool:
+    """Schema-check one document; record why it is invalid and return False if so.
+    `floats`: see fast_valid."""
+    if kind == "VirtualMachine" and fast_valid(document, floats=floats):
         return True
     import jsonschema
 

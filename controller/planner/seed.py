@@ -13,7 +13,6 @@ them all. The user data may hold secrets: reasons show content hashes only.
 from __future__ import annotations
 
 import json
-import uuid as uuidlib
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ from ..domainxml.seed import SEED_VOLUME, seed_volume_name
 from ..model import Action, Observed, SeedWant, Step, VMSpec, VolumeWant
 
 #: Names the domain UUID reconcile pins for a new VM with a seed: its instance-id.
-_UUIDS = uuidlib.UUID("3a1c3e2e-5b1f-4b8e-9d5a-7f0c2b6e1d41")
+_UUIDS = "3a1c3e2e-5b1f-4b8e-9d5a-7f0c2b6e1d41"  # the namespace of uuid5 below
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,11 @@ def domain_uuid(spec: VMSpec, observed: Observed) -> str:
     from the name (so the seed's instance-id is known before the domain is defined)."""
     if observed.saved is not None and observed.saved.uuid:
         return observed.saved.uuid
-    return (spec.uuid or str(uuidlib.uuid5(_UUIDS, spec.name))).lower()
+    if spec.uuid:
+        return spec.uuid.lower()
+    import uuid as uuidlib  # with platform and hashlib: for VMs with cloudInit only
+
+    return str(uuidlib.uuid5(uuidlib.UUID(_UUIDS), spec.name)).lower()
 
 
 def wanted_seed(spec: VMSpec, uuid: str) -> SeedWant:

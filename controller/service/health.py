@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from ..metrics import Metrics
+from .guests import GuestCollector
 from .states import FAILED, IN_SYNC, OUT_OF_SYNC
 from .workers import metric_host
 
@@ -34,6 +35,7 @@ class Health:
                     OUT_OF_SYNC: counts.get(OUT_OF_SYNC, 0) + counts.get("pending", 0)}
 
         metrics = Metrics(vm_counts=vm_counts, queue_depth=lambda: len(service.queue))
+        metrics.registry.register(GuestCollector(service.guests))
         try:
             host, port = metrics.serve(address, self.check)
         except ValueError as error:

@@ -34,6 +34,7 @@ from ..virt.loop import event_loop_alive
 from ..watch import ManifestSet, ManifestWatcher
 from ..workqueue import Backoff, WorkQueue
 from .connections import Supervisor
+from .guests import GuestWatch
 from .health import Health
 from .states import VMStates, status_text
 from .triggers import Triggers
@@ -66,6 +67,7 @@ class Service:
         self.only_host = settings.only_host
         self.hosts = make_hosts(settings, readonly=False, make_hypervisor=self._watched)
         self.states = VMStates()
+        self.guests = GuestWatch(self.hosts)  # readiness and addresses, for the metrics
         self.notifier = notifier or Notifier()
         self.metrics: Recorder = Recorder()
         self._scope: set[str] = {DEFAULT_HOST}
@@ -90,7 +92,8 @@ class Service:
                                hosts=self.hosts, manifests=self.manifests, states=self.states,
                                scope=lambda: self._scope, metrics=lambda: self.metrics,
                                processed=self._processed,
-                               lost=lambda host: self.supervisor.closed(host, "error"))
+                               lost=lambda host: self.supervisor.closed(host, "error"),
+                               on_outcome=self.guests.outcome)
         self.triggers = Triggers(queue=self.queue, manifests=self.manifests, hosts=self.hosts,
                                  states=self.states, why=self.workers.why,
                                  scope=lambda: self._scope, prune=settings.prune,
@@ -99,10 +102,16 @@ class Service:
         self.health = Health(self)
 
     def _watched(self, name: str, uri: str | None) -> Hypervisor:
-        return Hypervisor.watched(uri, on_event=partial(self.triggers.on_event, name),
+        return Hypervisor.watched(uri, on_event=partial(self._domain_event, name),
                                   on_open=partial(self.supervisor.opened, name),
                                   on_close=partial(self.supervisor.closed, name),
-                                  connections=connections_for(self.settings.workers))
+                                  connections=connections_for(self.settings.workers),
+                                  on_agent=partial(self.guests.agent_event, name))
+
+    def _domain_event(self, host: str, name: str, event: str) -> None:
+        # libvirt's event thread: queue the name, and have its guest looked at again
+        self.triggers.on_event(host, name, event)
+        self.guests.lifecycle_event(host, name, event)
 
     def _where(self, host: Host) -> str:
         return host.hypervisor.uri or self.uri_text
@@ -134,7 +143,7 @@ class Service:
     def status_line(self) -> str:
         counts = self.states.counts(self.queue.queued() | self.queue.processing())
         return status_text(counts, self.unreachable(), several=self.hosts.several,
-                           where=self.uri_text)
+                           where=self.uri_text, not_ready=self.guests.not_ready())
 
     # --- the main loop -----------------------------------------------------------------
 
@@ -150,6 +159,7 @@ class Service:
         if load.problem and not os.path.isdir(self.settings.manifests):
             log.warning("waiting for manifest directory %s to appear", self.settings.manifests)
         self.watcher.start()
+        self.guests.start()
         self.workers.start(max(1, self.settings.workers) * max(1, len(self._scope)))
         where = (", ".join(host.label for host in self.hosts_in_scope()) if self.hosts.several
                  else self.uri_text)
@@ -285,6 +295,7 @@ class Service:
         self.queue.shut_down()
         self.watcher.stop()
         finished = self.queue.wait_idle(SHUTDOWN_TIMEOUT)
+        self.guests.stop()
         for thread in self.workers.threads:
             thread.join(timeout=1)
         self.supervisor.close_all()

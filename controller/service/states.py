@@ -64,14 +64,17 @@ class VMStates:
 
 
 def status_text(counts: dict[str, int], unreachable: list[str], *, several: bool,
-                where: str) -> str:
-    """The one-line STATUS: '3 in sync, 0 pending, 0 failed; unreachable: kvm-2'."""
+                where: str, not_ready: int = 0) -> str:
+    """The one-line STATUS: '3 in sync, 0 pending, 0 failed, 1 not ready; unreachable:
+    kvm-2' (not ready: running VMs whose spec.readiness is not met yet)."""
     text = (f"{counts.get(IN_SYNC, 0)} in sync, {counts.get('pending', 0)} pending, "
             f"{counts.get(FAILED, 0)} failed")
     if counts.get(OUT_OF_SYNC):
         text += f", {counts[OUT_OF_SYNC]} out of sync"
     if counts.get(ORPHAN):
         text += f", {counts[ORPHAN]} orphans"
+    if not_ready:
+        text += f", {not_ready} not ready"
     if unreachable and not several:
         text += f"; libvirt unreachable ({where})"
     elif unreachable:

@@ -1,7 +1,9 @@
 """The service's triggers: what turns changes into names on the work queue. They never
 decide what to do with a name; the workers reconcile it.
 
-- a manifest change (watch.py): the names the changed files define now or before;
+- a manifest change (watch.py): the names the changed files define now or before, and
+  the Images changed or named by those VMs' disks (a VM placed on a new host needs its
+  image there first);
 - a libvirt lifecycle event: the domain's name;
 - a resync (periodic, SIGHUP, after a (re)connect): every manifest's name and every
   managed domain no manifest names, each host listed in a thread of its own.
@@ -61,6 +63,10 @@ class Triggers:
         self.note_invalid(load)
         images = {name for name in set(load.images) | set(before.images)
                   if load.images.get(name) != before.images.get(name)}
+        # a VM new on a host (created or moved there) may need an image that host lacks
+        images |= {disk.image for name in names if name in load.specs
+                   for disk in load.specs[name].disks
+                   if disk.image is not None and disk.image in load.images}
         self.enqueue([IMAGE_KEY + image for image in sorted(images)], "manifest change")
         self.enqueue(sorted(names), "manifest change")
         if load.prune_safe and not before.prune_safe and self._prune:

@@ -36,7 +36,8 @@ class Workers:
     def __init__(self, *, queue: WorkQueue, reconciler: Reconciler, hosts: Hosts,
                  manifests: ManifestSet, states: VMStates, scope: Callable[[], set[str]],
                  metrics: Callable[[], Recorder], processed: Callable[[str], None],
-                 lost: Callable[[str], None]):
+                 lost: Callable[[str], None],
+                 on_outcome: Callable[[Outcome], None] | None = None):
         self.queue = queue
         self.reconciler = reconciler
         self.hosts = hosts
@@ -46,6 +47,7 @@ class Workers:
         self._metrics = metrics
         self._processed = processed  # a name was looked at (the first pass, READY)
         self._lost = lost  # a worker found a host's connection lost
+        self._on_outcome = on_outcome  # each reconcile's outcome (the guest watch)
         self.why: dict[str, str] = {}  # what queued each name last
         self.threads: list[threading.Thread] = []
         self._step = threading.local()
@@ -104,6 +106,8 @@ class Workers:
         outcome = self.reconciler.reconcile(name)
         self._finish_steps()
         self.record(outcome, time.monotonic() - started, why)
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
         return True
 
     def record(self, outcome: Outcome, seconds: float, why: str) -> None:

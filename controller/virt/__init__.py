@@ -7,6 +7,7 @@
     listing.py      value types of what a host lists (no libvirt handles)
     domains.py      reading domains
     steps.py        the domain steps, each tolerating being already done
+    guest.py        a running guest from outside: addresses (leases, agent), agent ping
     hypervisor.py   `Hypervisor`: one host's connection with its reads and steps
 
 Nothing above this package sees a libvirt handle: listings and observations are

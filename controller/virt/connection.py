@@ -16,7 +16,7 @@ from typing import Any
 import libvirt
 
 from ..errors import ConnectionLost
-from .errors import as_connection_lost, classify, silence_libvirt_stderr, translate
+from .errors import as_connection_lost, classify, silence_libvirt_stderr
 from .lines import Line, Lines, close_quietly, is_alive
 from .loop import event_loop_alive
 
@@ -176,8 +176,36 @@ class Connection:
         finally:
             self._lines.give_back(line, failed=failed)
 
-    @contextmanager
-    def call(self, what: str, on: Any = None) -> Iterator[Any]:
-        """`slot` and `translate` together: the usual way to call libvirt."""
-        with self.slot(on) as conn, translate(what):
-            yield conn
+    def call(self, what: str, on: Any = None) -> _Call:
+        """`slot` and `translate` together: the usual way to call libvirt
+        (`with connection.call("cannot read domain 'web'") as conn: ...`)."""
+        return _Call(self, what, on)
+
+
+class _Call:
+    """Connection.call's context manager: a class, since two generator-based ones cost
+    more per call than a no-op pass's libvirt call itself on the client side."""
+
+    __slots__ = ("_connection", "_line", "_on", "_what")
+
+    def __init__(self, connection: Connection, what: str, on: Any):
+        self._connection, self._what, self._on = connection, what, on
+        self._line: Line | None = None
+
+    def __enter__(self) -> Any:
+        on = self._on
+        if on is None and self._connection._conn is None:
+            raise ConnectionLost(f"not connected to {self._connection.uri or 'libvirt'}")
+        line = self._connection._lines.take(on)
+        if line is None:  # a handle of a connection already replaced: its calls fail
+            return on
+        self._line = line
+        return line.conn
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: object) -> None:
+        line, self._line = self._line, None
+        if line is not None:
+            self._connection._lines.give_back(line, failed=error is not None)
+        if isinstance(error, libvirt.libvirtError):
+            raise classify(error, self._what) from error

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import libvirt
@@ -23,13 +24,20 @@ __all__ = ["WatchedConnection", "event_loop_alive", "start_event_loop"]
 DomainEventCallback = Callable[[str, str], None]
 #: (why the connection closed: "eof", "keepalive", "error", "client")
 ConnectionCallback = Callable[[str], None]
+#: (domain name, True: the guest agent connected its channel, False: it disconnected)
+AgentEventCallback = Callable[[str, bool], None]
 
 _LIFECYCLE_EVENTS = ("defined", "undefined", "started", "suspended", "resumed", "stopped",
                      "shutdown", "pmsuspended", "crashed")
 _CLOSE_REASONS = {0: "error", 1: "eof", 2: "keepalive", 3: "client"}
+_AGENT_CONNECTED = int(getattr(libvirt,
+                               "VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED", 1))
+
+
 class WatchedConnection(Connection):
     """A Connection whose every connection, the first and each reopened one, delivers
-    domain lifecycle events and reports its own loss (close callback, keepalive).
+    domain lifecycle events (and, with `on_agent`, guest agent lifecycle events) and
+    reports its own loss (close callback, keepalive).
 
     `on_open` runs after each successful (re)connection, under the connection lock: it
     must only record that it happened.
@@ -37,21 +45,27 @@ class WatchedConnection(Connection):
 
     def __init__(self, uri: str | None, *, on_event: DomainEventCallback,
                  on_open: Callable[[], None], on_close: ConnectionCallback,
-                 keepalive: tuple[int, int] = (5, 3), connections: int = 1):
+                 keepalive: tuple[int, int] = (5, 3), connections: int = 1,
+                 on_agent: AgentEventCallback | None = None):
         super().__init__(uri, keepalive=keepalive, connections=connections,
                          keepalive_ready=event_loop_alive)
         self._on_event = on_event
         self._on_open = on_open
         self._on_close = on_close
-        self._callback_ids: dict[int, int] = {}  # id(connection) → its event callback
+        self._on_agent = on_agent
+        self._callback_ids: dict[int, list[int]] = {}  # id(connection) → its event callbacks
 
     def _open_locked(self) -> None:
         start_event_loop()
         super()._open_locked()
         conn = self._conn
         try:
-            self._callback_ids[id(conn)] = conn.domainEventRegisterAny(
-                None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None)
+            ids = self._callback_ids.setdefault(id(conn), [])
+            ids.append(conn.domainEventRegisterAny(
+                None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None))
+            if self._on_agent is not None:
+                ids.append(conn.domainEventRegisterAny(
+                    None, libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE, self._agent, None))
             conn.registerCloseCallback(self._closed, None)
         except libvirt.libvirtError as exc:
             self._conn = None
@@ -62,9 +76,9 @@ class WatchedConnection(Connection):
 
     def _forget(self, conn: Any) -> None:
         """Deregister our callbacks from `conn` and close it; errors of a dead one are moot."""
-        callback_id = self._callback_ids.pop(id(conn), None)
-        for undo in (lambda: conn.domainEventDeregisterAny(callback_id),
-                     conn.unregisterCloseCallback, conn.close):
+        undos = [partial(conn.domainEventDeregisterAny, callback_id)
+                 for callback_id in self._callback_ids.pop(id(conn), [])]
+        for undo in (*undos, conn.unregisterCloseCallback, conn.close):
             try:
                 undo()
             except (libvirt.libvirtError, KeyError, TypeError):
@@ -77,6 +91,15 @@ class WatchedConnection(Connection):
         except libvirt.libvirtError:
             return
         self._on_event(name, kind)
+
+    def _agent(self, conn: Any, dom: Any, state: int, _reason: int, _opaque: Any) -> None:
+        if self._on_agent is None:
+            return
+        try:
+            name = dom.name()
+        except libvirt.libvirtError:
+            return
+        self._on_agent(name, state == _AGENT_CONNECTED)
 
     def _closed(self, conn: Any, reason: int, _opaque: Any) -> None:
         if conn is self._conn:  # not one we closed on purpose

@@ -1,8 +1,9 @@
 """`Hypervisor`: one libvirt host as the layers above see it.
 
 Its connection (`connection`), what can be read of its domains (`domains`), what
-steps can do to them (`steps`), and its pools and volumes (`storage`). Made by the
-host layer (`controller.hosts`), one per host.
+steps can do to them (`steps`), its pools and volumes (`storage`), and what running
+guests show (`guest`: addresses, agent). Made by the host layer (`controller.hosts`),
+one per host.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from collections.abc import Callable
 
 from .connection import Connection
 from .domains import Domains
-from .events import ConnectionCallback, DomainEventCallback, WatchedConnection
+from .events import AgentEventCallback, ConnectionCallback, DomainEventCallback, WatchedConnection
+from .guest import Guests
 from .steps import DomainSteps
 from .storage import Storage
 
@@ -24,6 +26,7 @@ class Hypervisor:
         self.domains = Domains(connection)
         self.steps = DomainSteps(connection)
         self.storage = Storage(connection)
+        self.guest = Guests(connection)
 
     @classmethod
     def open(cls, uri: str | None, *, readonly: bool = False, connections: int = 1,
@@ -35,10 +38,13 @@ class Hypervisor:
     @classmethod
     def watched(cls, uri: str | None, *, on_event: DomainEventCallback,
                 on_open: Callable[[], None], on_close: ConnectionCallback,
-                connections: int = 1) -> Hypervisor:
-        """A host whose connections deliver lifecycle events (the service)."""
+                connections: int = 1,
+                on_agent: AgentEventCallback | None = None) -> Hypervisor:
+        """A host whose connections deliver lifecycle events (the service), and guest
+        agent (dis)connections to `on_agent`."""
         return cls(WatchedConnection(uri, on_event=on_event, on_open=on_open,
-                                     on_close=on_close, connections=connections))
+                                     on_close=on_close, connections=connections,
+                                     on_agent=on_agent))
 
     @property
     def uri(self) -> str | None:

@@ -23,12 +23,16 @@ every libvirt error once with `classify_storage` (storage codes first, then
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import libvirt
 
 from ..errors import HypervisorError, PermanentError
 from .errors import classify, code
+
+T = TypeVar("T")
 
 
 class PoolNotFound(HypervisorError):
@@ -110,3 +114,25 @@ def translate_storage(what: str) -> Iterator[None]:
     except libvirt.libvirtError as exc:
         raise classify_storage(exc, what) from exc
 
+
+#: What libvirt says while it still builds a volume in the pool (a copy, an allocation;
+#: perhaps for a client killed meanwhile): that volume cannot be deleted, nor the pool
+#: refreshed, until the build is done.
+_BUILDING_WORDS = ("is still being allocated", "has asynchronous jobs running")
+
+
+def when_built(call: Callable[[], T], what: str, *, patience: float = 600.0) -> T:
+    """`call()`, a libvirt call on a pool or volume, retried while libvirt builds a volume
+    in that pool (a copy of a large image takes minutes), at most `patience` seconds;
+    any other error is classified at once."""
+    deadline = time.monotonic() + patience
+    delay = 0.05
+    while True:
+        try:
+            return call()
+        except libvirt.libvirtError as exc:
+            text = (exc.get_error_message() or str(exc)).lower()
+            if not any(word in text for word in _BUILDING_WORDS) or time.monotonic() > deadline:
+                raise classify_storage(exc, what) from exc
+        time.sleep(delay)
+        delay = min(2 * delay, 1.0)

@@ -1,6 +1,6 @@
 """Moving bytes in and out of volumes through libvirt streams: upload a local file (an
 image import, a seed), download one, copy a volume between two hosts (a cold move),
-and the sha256 of a volume's content. Under the partial rule of volumes.py.
+and the sha256 of a volume's content. Under the partial rule of partial.py.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import libvirt
 
 from . import streams
+from .partial import find_complete, writing
 from .pools import active_pool
 from .storage_errors import (
     ChecksumMismatch,
@@ -22,6 +23,7 @@ from .storage_errors import (
     PoolFull,
     UnsafeImage,
     translate_storage,
+    when_built,
 )
 from .storagexml import (
     Ensured,
@@ -30,7 +32,6 @@ from .storagexml import (
     volume_xml,
 )
 from .volume_reads import lookup_volume, read_volume_info, require_complete
-from .volumes import find_complete, writing
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +144,9 @@ def upload_volume(conn: libvirt.virConnect, *, pool: str, name: str, path: str,
 def _refresh_after_stream(pool: Any, where: str) -> None:
     """Refresh the pool, so that the volume's format and capacity are read from what was
     uploaded. libvirt refreshes the pool itself after an upload stream, but in a thread of
-    its own: read at once, the volume was seen still as raw of the file's size."""
-    with translate_storage(f"cannot refresh the pool of {where}"):
-        pool.refresh(0)
+    its own: read at once, the volume was seen still as raw of the file's size. A pool in
+    which libvirt builds another volume (a copy) cannot be refreshed: wait for it."""
+    when_built(lambda: pool.refresh(0), f"cannot refresh the pool of {where}")
 
 
 def _upload(conn: libvirt.virConnect, vol: Any, fd: int, size: int, *, where: str,
@@ -240,6 +241,13 @@ def transfer_volume(*, source: libvirt.virConnect, source_pool: str, name: str,
             if read != digest:
                 raise ChecksumMismatch(f"{where} reads back with sha256 {read}, "
                                        f"sent {digest}; not kept")
+        # libvirt reads the format (and a qcow2's backing file) from the content again
+        landed = read_volume_info(handle, vol, partial=True)
+        if (landed.format, landed.backing) != (info.format, info.backing):
+            raise UnsafeImage(f"{where} reads as {landed.format} (backing "
+                              f"{landed.backing.path if landed.backing else 'none'}), "
+                              f"the source as {info.format} (backing "
+                              f"{info.backing.path if info.backing else 'none'}); not kept")
         done()
     return Ensured(volume=read_volume_info(handle, vol, partial=False), created=True,
                    sha256=digest)

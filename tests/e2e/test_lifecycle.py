@@ -176,6 +176,7 @@ def test_stopped_then_absent_then_running_again(
     assert read_domain(conn, name) is None
     assert once(check_exit=0).vms[name] == {
         "name": name, "source": "a.yaml", "steps": [], "result": "unchanged", "error": None,
+        "addresses": [], "agent": None,
     }
 
     manifests.write("a.yaml", vm("a", state="running"))

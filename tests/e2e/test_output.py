@@ -9,7 +9,7 @@ from tests.support.command import OnceRunner, Runner, parse_report
 from tests.support.domains import must_read, read_domain, snapshot
 from tests.support.manifests import Manifests, VMBuilder
 
-VM_KEYS = {"name", "source", "steps", "result", "error"}
+VM_KEYS = {"name", "source", "steps", "result", "error", "addresses", "agent"}  # 9: guests
 RESULTS = {"unchanged", "converged", "planned", "failed", "conflict", "restart-pending",
            "suspended", "pruned"}
 ACTIONS = {"set-memory", "shutdown", "destroy", "undefine", "define", "autostart", "start"}

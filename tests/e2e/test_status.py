@@ -28,13 +28,14 @@ def test_status_shows_desired_actual_and_why(
 
     text = run("status", check_exit=1)  # 1: the unmanaged pet is a conflict
     header, *rows = [re.split(r"\s{2,}", line) for line in text.stdout.splitlines()]
-    assert header == ["NAME", "DESIRED", "ACTUAL", "MEMORY", "VCPUS", "OWNER", "SYNC", "REASON"]
+    assert header == ["NAME", "DESIRED", "ACTUAL", "MEMORY", "VCPUS", "OWNER", "SYNC",
+                      "ADDRESSES", "AGENT", "REASON"]
     cells = {row[0]: row for row in rows}
     assert cells[prefix + "a"] == [
-        prefix + "a", "running", "running", "96 MiB/64 MiB", "1/1", "managed", "no",
+        prefix + "a", "running", "running", "96 MiB/64 MiB", "1/1", "managed", "no", "-", "-",
         "memory 64 MiB → 96 MiB (restart), currentMemory 64 MiB → 96 MiB"]
     assert cells[prefix + "b"] == [
-        prefix + "b", "stopped", "stopped", "64 MiB/64 MiB", "1/1", "managed", "yes"]
+        prefix + "b", "stopped", "stopped", "64 MiB/64 MiB", "1/1", "managed", "yes", "-", "-"]
     assert cells[prefix + "gone"][5:7] == ["orphan", "no"]
     assert cells[prefix + "pet"][5:7] == ["unmanaged", "conflict"]
 
@@ -42,6 +43,12 @@ def test_status_shows_desired_actual_and_why(
     by_name = {row["name"]: row for row in report["vms"]}
     assert by_name[prefix + "a"]["memory"] == {"desired": "96 MiB", "actual": "64 MiB"}
     assert by_name[prefix + "b"]["in_sync"] == "yes"
+    # the contract's keys (section 9): a tiny guest without NIC or agent channel
+    assert {key: by_name[prefix + "b"][key] for key in (
+        "name", "host", "desired", "actual", "inSync", "agent", "addresses")} == {
+        "name": prefix + "b", "host": None, "desired": "stopped", "actual": "stopped",
+        "inSync": True, "agent": None, "addresses": []}
+    assert (by_name[prefix + "a"]["inSync"], by_name[prefix + "a"]["agent"]) == (False, None)
     # status changed nothing
     assert conn.lookupByName(prefix + "a").maxMemory() == 64 * 1024
 

@@ -27,7 +27,7 @@ def test_examples_converge_on_the_test_driver(capsys: pytest.CaptureFixture[str]
     assert set(document) == {"vms", "invalid", "orphans"}
     assert {vm["result"] for vm in document["vms"]} <= {"converged", "unchanged"}
     for entry in document["vms"]:
-        assert set(entry) == {"name", "source", "steps", "result", "error"}
+        assert set(entry) == {"name", "source", "steps", "result", "error", "addresses", "agent"}
 
 
 def test_dry_run_exits_3_when_changes_are_pending(

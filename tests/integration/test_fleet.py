@@ -525,7 +525,8 @@ def test_cli_dry_run_of_a_move_exits_3(world: World, capsys: pytest.CaptureFixtu
         "name": "a", "source": "a.yaml", "host": "kvm-2", "result": "planned", "error": None,
         "steps": [{"action": "define", "reason": "move kvm-1 → kvm-2: kvm-1's definition, "
                                                  "same UUID"},
-                  {"action": "undefine", "reason": "move kvm-1 → kvm-2: done"}]}],
+                  {"action": "undefine", "reason": "move kvm-1 → kvm-2: done"}],
+        "addresses": [], "agent": None}],
         "invalid": [], "orphans": []}
     assert not (world.state / "inventory.json").exists()  # a dry run writes nothing
 
@@ -896,7 +897,7 @@ def test_cli_json_has_a_host_per_vm_and_text_groups_by_host(
         ("kvm-2", "vm-1", "converged"), ("kvm-2", "vm-4", "converged"),
         ("kvm-3", "vm-2", "converged"), ("kvm-3", "vm-5", "converged")]
     assert {frozenset(entry) for entry in document["vms"]} == {
-        frozenset({"name", "source", "steps", "result", "error", "host"})}
+        frozenset({"name", "source", "steps", "result", "error", "host", "addresses", "agent"})}
 
     code, out, err = run_main(capsys, "--once", "-m", str(world.tree))
     assert code == 0, err
@@ -925,7 +926,7 @@ def test_cli_status_with_hosts(world: World, capsys: pytest.CaptureFixture[str])
     code, out, _ = run_main(capsys, "status", "-m", str(world.tree))
     lines = out.splitlines()
     assert lines[0].split() == ["HOST", "NAME", "DESIRED", "ACTUAL", "MEMORY", "VCPUS", "OWNER",
-                                "SYNC", "REASON"]
+                                "SYNC", "ADDRESSES", "AGENT", "REASON"]
     assert [line.split()[:2] for line in lines[1:]] == [["kvm-1", "a"], ["kvm-2", "old"],
                                                        ["kvm-3", "b"]]
     assert not (world.state / "inventory.json").exists()  # status writes nothing

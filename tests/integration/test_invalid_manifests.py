@@ -62,7 +62,8 @@ def test_once_leaves_the_domain_of_an_invalid_manifest_alone(
     assert report["orphans"] == []
     entries = {entry["name"]: entry for entry in report["vms"]}
     assert entries["a"] == {"name": "a", "source": "a.yaml", "steps": [], "result": "failed",
-                            "error": "left as it is: its manifest a.yaml is invalid"}
+                            "error": "left as it is: its manifest a.yaml is invalid",
+                            "addresses": [], "agent": None}
     assert entries["b"]["result"] == "converged"
     assert [entry["file"] for entry in report["invalid"]] == ["a.yaml"]
 
