@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from .errors import HypervisorError, PermanentError, TransientError
 from .model import Action, Step
+from .resource_steps import RESOURCE_ACTIONS, run_resource_step
 from .storage_steps import StepContext, copy_to, migrate_with_volumes, run_storage_step
 from .virt import Hypervisor
 
@@ -93,6 +94,8 @@ def execute(
                               else hosts[step.host])
                     if step.action in STORAGE_ACTIONS:
                         run_storage_step(target, name, step, context)
+                    elif step.action in RESOURCE_ACTIONS:
+                        run_resource_step(target, name, step)
                     else:
                         _run(target, name, step, hosts)
         except (TransientError, PermanentError) as error:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from .hardware import CPU as CPU
 from .hardware import NO_KERNEL as NO_KERNEL
 from .hardware import Kernel as Kernel
+from .resourcemodel import DhcpChange
 
 # The storage values live in storagemodel.py; model is where every layer finds them.
 from .storagemodel import SHARED_POOL_TYPES as SHARED_POOL_TYPES
@@ -64,9 +65,19 @@ class Power(enum.Enum):
 
 
 class Action(enum.Enum):
-    """Plan steps, in the only order they may run."""
+    """Plan steps, in the only order they may run (a pass: pools, images, networks, VMs;
+    removal in reverse)."""
 
+    DEFINE_POOL = "define-pool"  # a StoragePool's own plan, before any image's
+    BUILD_POOL = "build-pool"
+    START_POOL = "start-pool"
+    AUTOSTART_POOL = "autostart-pool"
     IMPORT_IMAGE = "import-image"  # an Image's own plan, before any VM's
+    UPDATE_NETWORK = "update-network"  # a Network's own plan: a live DHCP change
+    DEFINE_NETWORK = "define-network"  # its saved definition
+    STOP_NETWORK = "stop-network"  # a restart (no running domain attached) or a removal
+    START_NETWORK = "start-network"
+    AUTOSTART_NETWORK = "autostart-network"
     CREATE_VOLUME = "create-volume"
     GROW_VOLUME = "grow-volume"
     CREATE_SEED = "create-seed"  # a cloud-init seed volume, built and uploaded
@@ -82,6 +93,9 @@ class Action(enum.Enum):
     AUTOSTART = "autostart"
     START = "start"
     DELETE_VOLUME = "delete-volume"  # state: absent, onRemove: delete, after the undefine
+    UNDEFINE_NETWORK = "undefine-network"  # after the VMs: removal goes in reverse
+    STOP_POOL = "stop-pool"  # an empty pool only; its folder stays
+    UNDEFINE_POOL = "undefine-pool"
 
 
 class Result(enum.Enum):
@@ -306,6 +320,7 @@ class Step:
     to_host: str | None = None  # migrate: the destination host
     volume: VolumeWant | None = None  # create-volume, grow-volume, delete-volume
     image: ImageSpec | None = None  # import-image
+    dhcp: DhcpChange | None = None  # update-network
     seed: SeedWant | None = None  # create-seed
     #: migrate: the target's volumes the migration copies the disks into (made first)
     volumes: tuple[VolumeWant, ...] = ()
@@ -363,7 +378,7 @@ class Outcome:
     cause: Cause = Cause.NONE
     retry_after: float | None = None  # with Cause.RETRY: not before this many seconds
     orphan: bool = False  # about a managed domain that no manifest names
-    kind: str = "vm"  # what it is about: "vm", "image"
+    kind: str = "vm"  # what it is about: "vm", "image", "network", "pool"
     guest: GuestInfo | None = None  # addresses and agent, when they were read (readiness.py)
 
     def to_json(self) -> dict[str, object]:

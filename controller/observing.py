@@ -10,17 +10,28 @@ import re
 from collections.abc import Mapping
 
 from .hosts import Host, Hosts
+from .manifests import LoadResult
 from .model import DesiredState, ImageSpec, Observed, VMSpec, VolumeInfo
 from .observing_moves import move_storage_of
 from .planner import Copy, Machines, Situation
 from .planner.storage import StorageView
+from .resourcekinds import ResourceStates, vm_blocker
 from .virt import Listing
 from .virt.storagexml import marker_name
 
 
 def observe(spec: VMSpec, host: Host, hosts: Hosts, listing: Listing | None, *,
-            images: Mapping[str, ImageSpec], dry_run: bool = False) -> Situation:
+            images: Mapping[str, ImageSpec], dry_run: bool = False,
+            load: LoadResult | None = None,
+            resources: ResourceStates | None = None) -> Situation:
+    """`load` and `resources` (the manifests, what the networks' and pools' own
+    reconciles found): whether a network or pool the VM needs stands in the way."""
     here = host.hypervisor.domains.observe(spec.name, listing)
+    blocked = None
+    if load is not None and resources is not None:
+        where = f" on host {host.label}" if hosts.several else ""
+        blocked = vm_blocker(spec, host.hypervisor, host=host.name, where=where, load=load,
+                             states=resources, exists=here.exists)
     copies: list[Copy] = []
     unknown: tuple[str, ...] = ()
     if hosts.several:
@@ -36,7 +47,8 @@ def observe(spec: VMSpec, host: Host, hosts: Hosts, listing: Listing | None, *,
     return Situation(host=host.name, here=here, copies=tuple(copies), unknown=unknown,
                      machines=machines_of(spec, host, observed),
                      cpu_models=cpu_models_of(spec, host, here),
-                     storage=storage if not copies else None, move_storage=moving)
+                     storage=storage if not copies else None, move_storage=moving,
+                     blocked=blocked)
 
 
 def storage_of(spec: VMSpec, host: Host, here: Observed, images: Mapping[str, ImageSpec], *,

@@ -38,6 +38,8 @@ from .model import (
 from .observing import machines_of, observe
 from .planner import Situation, plan, plan_placement, preview_arrival
 from .planner.disks import disk_clash, disks_to_check, volumes_to_check
+from .resourcekinds import ResourceStates, kind_of_key
+from .resources_reconcile import reconcile_resource
 from .storage_steps import StepContext
 from .unnamed import reconcile_unnamed
 from .virt import Listing
@@ -98,10 +100,18 @@ class Reconciler:
     #: A pass's count of orphans; None: count them afresh on each host (the service).
     orphans_in_pass: int | None = None
     step_context: StepContext = field(default_factory=StepContext)
+    #: what the last reconcile of each network and pool found (shared by copies)
+    resources: ResourceStates = field(default_factory=ResourceStates)
 
     def reconcile_image(self, name: str) -> list[Outcome]:
         """Import the Image `name` on each host this run handles that needs it."""
         return reconcile_image(self, name)
+
+    def reconcile_resource(self, key: str) -> list[Outcome]:
+        """The network or storage pool of a key ("network:lab", "pool:vmstore"): on its
+        host, and as an orphan wherever else it is managed."""
+        found = kind_of_key(key)
+        return reconcile_resource(self, *found) if found is not None else []
 
     # --- one name ----------------------------------------------------------------------
 
@@ -175,9 +185,9 @@ class Reconciler:
 
         for _ in range(ROUNDS):
             try:
-                situation = observe(spec, host, self.hosts, listing,
-                                    images=self.manifests.current().images,
-                                    dry_run=self.dry_run)
+                load = self.manifests.current()
+                situation = observe(spec, host, self.hosts, listing, images=load.images,
+                                    dry_run=self.dry_run, load=load, resources=self.resources)
                 listing = None  # later rounds look the domain up afresh
                 if first is None:
                     first = situation.copies[0].observed if situation.copies else situation.here

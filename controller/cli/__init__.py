@@ -58,13 +58,17 @@ def _run(argv: list[str]) -> int:
         return commands.cmd_status(Settings.from_args(args))
     if argv and argv[0] == "export":
         args = export_parser().parse_args(argv[1:])
-        if not args.names and not args.all:
-            raise UsageError("name a domain, or use --all")
-        if args.names and args.all:
-            raise UsageError("--all takes no domain names")
+        named = args.names or args.networks or args.pools
+        if not named and not args.all:
+            raise UsageError("name a domain (or --network NAME, --pool NAME), or use --all")
+        if named and args.all:
+            raise UsageError("--all takes no names")
+        if args.kind != "vm" and not args.all:
+            raise UsageError("--kind goes with --all")
         _setup_logging(args.verbose)
         return commands.cmd_export(Settings.from_args(args), args.names, every=args.all,
-                                   unmanaged=args.unmanaged)
+                                   unmanaged=args.unmanaged, networks=args.networks,
+                                   pools=args.pools, kind=args.kind)
     if argv and argv[0] == "schema":
         schema_parser().parse_args(argv[1:])
         return commands.cmd_schema()

@@ -28,6 +28,7 @@ from ..units import parse_memory_kib
 from .cloudinit import CloudInitError, to_cloud_init
 from .hardware import FieldError as _FieldError
 from .hardware import section8
+from .resources import vm_resource_problem
 from .result import Invalid, LoadResult, printable
 from .validation import shown
 
@@ -60,6 +61,7 @@ def cross_check(
         try:
             spec = _to_spec(document, relative, roots)
             _check_images(spec, result)
+            _check_resources(spec, result)
             cloud = to_cloud_init((document.get("spec") or {}).get("cloudInit"),
                                   root=result.directory, relative=relative,
                                   warnings=result.warnings)
@@ -235,6 +237,13 @@ def _check_images(spec: VMSpec, result: LoadResult) -> None:
         if disk.volume == image.volume and disk.pool == image.pool:
             raise _FieldError(f"spec.disks[{position}].volume",
                               f"volume {disk.where} is the image's own volume")
+
+
+def _check_resources(spec: VMSpec, result: LoadResult) -> None:
+    """Every declared network and pool the VM names: valid, on its host, present."""
+    problem = vm_resource_problem(spec, result)
+    if problem:
+        raise _FieldError(*problem)
 
 
 def _confined_source(source: str, roots: list[str], path: str) -> str:

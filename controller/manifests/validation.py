@@ -28,6 +28,8 @@ GENERATED = Path(__file__).resolve().parent.parent / "_fastschema.py"
 SCHEMA_FILES = {
     "VirtualMachine": "virtualmachine.schema.json",
     "Image": "image.schema.json",
+    "Network": "network.schema.json",
+    "StoragePool": "storagepool.schema.json",
     "Hosts": "hosts.schema.json",
 }
 

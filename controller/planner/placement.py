@@ -63,6 +63,9 @@ class Situation:
     machines: Machines | None = None
     storage: StorageView | None = None  # the VM's volumes and images on its host
     cpu_models: frozenset[str] | None = None  # the host's, when the manifest names a model
+    #: why a network or pool the VM needs stands in the way (missing, failed): nothing of
+    #: its plan runs (controller/resourcekinds.py: vm_blocker)
+    blocked: str | None = None
     #: in a move: the VM's storage on the source and the target (None: it has none)
     move_storage: MoveView | None = None
 
@@ -73,6 +76,8 @@ def plan_placement(spec: VMSpec, situation: Situation) -> Plan:
         return Plan(failure=(
             f"unknown: host {', '.join(situation.unknown)} held this VM at its last listing "
             "and is unreachable now; nothing is done until it answers"))
+    if situation.blocked and spec.state is not DesiredState.ABSENT:
+        return Plan(failure=situation.blocked)
     if not situation.copies:
         return plan_here(spec, situation)
     if len(situation.copies) > 1:

@@ -266,7 +266,9 @@ def test_the_service_keeps_other_hosts_converging_while_one_is_cut(
         def resized() -> bool:
             dom = hosts["kvm-3"].conn().lookupByName(on_three)
             return bool(dom.isActive()) and dom.maxMemory() == 96 * 1024
-        wait_until(resized, 120, what="kvm-3 to converge once back")
+        wait_until(resized, 180, what="kvm-3 to converge once back")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\nthe service's log:\n{log.read_text()[-4000:]}") from None
     finally:
         service.send_signal(signal.SIGTERM)
         try:
