@@ -10,6 +10,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+# section 8's values, re-exported with the others
+from .hardware import CPU as CPU
+from .hardware import NO_KERNEL as NO_KERNEL
+from .hardware import Kernel as Kernel
 from .resourcemodel import DhcpChange
 
 # The storage values live in storagemodel.py; model is where every layer finds them.
@@ -179,6 +183,15 @@ class VMSpec:
     cloud_init: CloudInit | None = None
     # Section 8 (firmware, CPU, boot, consoles). None: the manifest leaves the field out,
     # which keeps what an existing domain has (a new domain gets the default).
+    firmware: str | None = None  # bios | efi (default bios)
+    secure_boot: bool | None = None  # efi only (default false)
+    tpm: bool | None = None  # an emulated TPM 2.0 (default false)
+    cpu: CPU | None = None  # mode, model, topology (default: the hypervisor's)
+    boot: tuple[str, ...] | None = None  # hd | cdrom | network, in order (default hd)
+    kernel: Kernel | None = None  # direct kernel boot; NO_KERNEL removes it (default none)
+    graphics: str | None = None  # none | vnc | spice (default none)
+    graphics_listen: str | None = None  # an address; None: 127.0.0.1 where reconcile adds one
+    serial: bool | None = None  # a pty serial port and console (default true)
     guest_agent: bool | None = None  # the org.qemu.guest_agent.0 channel (default false)
     readiness: Readiness = Readiness.RUNNING
 
@@ -207,6 +220,16 @@ class DomainConfig:
     efi: bool = False  # the firmware is UEFI (a seed cdrom then goes on virtio-scsi)
     #: devices a manifest cannot describe, kept as they are: "disk vdb: a block disk (/dev/x)"
     kept: tuple[str, ...] = ()
+    firmware: str = "bios"  # bios | efi (a pflash loader or an NVRAM is efi)
+    secure_boot: bool | None = False  # None: EFI auto-selection chooses (no feature says)
+    tpm: bool = False  # any <tpm> device
+    cpu: CPU | None = None  # None: no <cpu> element
+    boot: tuple[str, ...] | None = ("hd",)  # None: per-device boot order, or other devices
+    kernel: Kernel = NO_KERNEL
+    graphics: str | None = "none"  # None: several, or another type (sdl, rdp, egl-headless)
+    graphics_listen: str | None = None  # the address it listens on, when one is written
+    graphics_exposed: bool = False  # it listens beyond loopback (an address, or a network)
+    serial: bool = False  # a <serial>, or a <console> of target type serial
     guest_agent: bool = False  # a virtio channel named org.qemu.guest_agent.0
     virtio_serial: bool = False  # a virtio-serial controller: a channel can be hot-plugged
 

@@ -46,6 +46,7 @@ def observe(spec: VMSpec, host: Host, hosts: Hosts, listing: Listing | None, *,
                                  src=copies[0].observed, target_view=storage, images=images)
     return Situation(host=host.name, here=here, copies=tuple(copies), unknown=unknown,
                      machines=machines_of(spec, host, observed),
+                     cpu_models=cpu_models_of(spec, host, here),
                      storage=storage if not copies else None, move_storage=moving,
                      blocked=blocked)
 
@@ -118,3 +119,15 @@ def machines_of(spec: VMSpec, host: Host, observed: list[Observed]) -> Machines 
         assert config.machine is not None
         machines[config.machine] = canonical(config.type, config.arch, config.machine)
     return machines
+
+
+def cpu_models_of(spec: VMSpec, host: Host, here: Observed) -> frozenset[str] | None:
+    """The CPU models the VM's host knows for its type, arch and machine (cached there):
+    only when the manifest names a model, the only case the planner checks them."""
+    if spec.cpu is None or not spec.cpu.model:
+        return None
+    saved = here.saved
+    machine = spec.machine or (saved.machine if saved else None) or (
+        "q35" if spec.firmware == "efi" else None)
+    return host.hypervisor.domains.cpu_models(spec.type, spec.arch or (saved.arch if saved
+                                                                       else None), machine)

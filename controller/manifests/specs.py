@@ -3,6 +3,7 @@
 Names defined twice (both documents invalid), `currentMemory` above `memory`,
 two disks on one target, one image in two VMs, a placement on a host nobody
 named, and disk sources confined to the allowed roots (symlinks followed).
+Section 8 (firmware, CPU, boot, consoles) is hardware.py's.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from ..model import (
 )
 from ..units import parse_memory_kib
 from .cloudinit import CloudInitError, to_cloud_init
+from .hardware import FieldError as _FieldError
+from .hardware import section8
 from .resources import vm_resource_problem
 from .result import Invalid, LoadResult, printable
 from .validation import shown
@@ -101,13 +104,6 @@ def cross_check(
         result.specs[spec.name] = spec
 
 
-class _FieldError(Exception):
-    def __init__(self, path: str, reason: str):
-        super().__init__(reason)
-        self.path = path
-        self.reason = reason
-
-
 def _to_spec(document: dict[str, Any], relative: str, roots: list[str]) -> VMSpec:
     metadata = document["metadata"]
     spec = document.get("spec") or {}
@@ -150,7 +146,7 @@ def _to_spec(document: dict[str, Any], relative: str, roots: list[str]) -> VMSpe
         ),
         host=spec.get("host"),
         move_strategy=MoveStrategy(spec.get("moveStrategy", "cold")),
-        guest_agent=spec.get("guestAgent"),
+        **section8(spec, roots),
         readiness=Readiness(spec.get("readiness", "running")),
     )
 

@@ -62,6 +62,7 @@ class Situation:
     unknown: tuple[str, ...] = ()  # why hosts that may hold the VM cannot be asked
     machines: Machines | None = None
     storage: StorageView | None = None  # the VM's volumes and images on its host
+    cpu_models: frozenset[str] | None = None  # the host's, when the manifest names a model
     #: why a network or pool the VM needs stands in the way (missing, failed): nothing of
     #: its plan runs (controller/resourcekinds.py: vm_blocker)
     blocked: str | None = None
@@ -89,7 +90,8 @@ def plan_here(spec: VMSpec, situation: Situation) -> Plan:
     """The VM on its own host: its storage steps (storage.py), then its domain's."""
     view = situation.storage
     if view is None:
-        return plan(spec, situation.here, machines=situation.machines)
+        return plan(spec, situation.here, machines=situation.machines,
+                    cpu_models=situation.cpu_models)
     if spec.state is DesiredState.ABSENT:
         gone = plan(spec, situation.here, machines=situation.machines)
         if gone.conflict:
@@ -100,7 +102,7 @@ def plan_here(spec: VMSpec, situation: Situation) -> Plan:
         return Plan(failure=storage.failure, terminal=storage.terminal)
     seed = plan_seed(spec, situation.here, view.seeds) if spec.cloud_init else None
     there = plan(spec, situation.here, machines=situation.machines, created=storage.created,
-                 seed=seed)
+                 seed=seed, cpu_models=situation.cpu_models)
     if there.conflict:
         return there
     notes = [*storage.notes, *([there.note] if there.note else [])]
