@@ -19,7 +19,6 @@ all removed at the end, pass or fail.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +30,7 @@ import pytest
 from controller.virt import pools as virt_pools
 
 from ..support.command import Pass, Runner, parse_report
-from ..support.disks import IMAGES
+from ..support.disks import IMAGES, remove_pool
 from ..support.domains import must_read
 from ..support.guest import guest_exec, guest_file, guest_image, wait_for_agent
 from ..support.manifests import Manifests, VMBuilder
@@ -77,22 +76,6 @@ else:
 """
 
 
-def _remove_pool(conn: libvirt.virConnect, name: str, path: Path) -> None:
-    try:
-        pool = conn.storagePoolLookupByName(name)
-    except libvirt.libvirtError:
-        pool = None
-    if pool is not None:
-        if not pool.isActive():
-            pool.create(0)
-        pool.refresh(0)
-        for vol in pool.listAllVolumes(0):
-            vol.delete(0)
-        pool.destroy()
-        pool.undefine()
-    shutil.rmtree(path, ignore_errors=True)
-
-
 @pytest.fixture
 def pool(conn: libvirt.virConnect, prefix: str,
          firmware_state: FirmwareState) -> Iterator[str]:
@@ -102,7 +85,7 @@ def pool(conn: libvirt.virConnect, prefix: str,
     virt_pools.ensure_pool(conn, name=name, path=str(path), autostart=False)
     yield name
     firmware_state.cleanup()
-    _remove_pool(conn, name, path)
+    remove_pool(conn, name, path)
 
 
 def _documents(prefix: str, pool: str, vm: VMBuilder, memory: str) -> list[dict[str, Any]]:
