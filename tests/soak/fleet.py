@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import libvirt
@@ -37,6 +38,7 @@ class Seen:
     memory_mib: int  # of the saved definition
     autostart: bool
     xml_sha256: str  # of the saved definition
+    volumes: frozenset[str] = frozenset()  # the volumes its saved definition's disks are
 
 
 def _memory_mib(root: ET.Element) -> int:
@@ -93,7 +95,9 @@ class Libvirt:
                 shut_off=state == libvirt.VIR_DOMAIN_SHUTOFF, persistent=persistent,
                 managed=metadata is not None and metadata.find(MANAGED) is not None,
                 memory_mib=_memory_mib(root), autostart=autostart,
-                xml_sha256=hashlib.sha256(xml.encode()).hexdigest())
+                xml_sha256=hashlib.sha256(xml.encode()).hexdigest(),
+                volumes=frozenset(source.get("volume", "") for source in
+                                  root.findall("devices/disk[@type='volume']/source")))
         return seen
 
     # --- faults behind the service's back -----------------------------------------------
@@ -150,8 +154,13 @@ class Libvirt:
             dom.create()
 
 
-def matches(seen: Seen | None, desire: Desire | None) -> bool:
-    """Whether the domain is as a valid manifest says (never for an invalid one)."""
+def matches(seen: Seen | None, desire: Desire | None, *,
+            capacities: Mapping[str, int] | None = None, old_seed: str | None = None) -> bool:
+    """Whether the domain is as a valid manifest says (never for an invalid one). For a
+    storage VM (desire.disk > 0), with `capacities` (volume name → bytes, of the soak's
+    pool): its definition has the root volume, the data volume of its generation at
+    least desire.disk MiB large, and one seed, not `old_seed` (the one before its user
+    data last changed)."""
     if not isinstance(desire, Want):
         return desire == "removed" and seen is None
     if desire.state == "absent":
@@ -160,4 +169,18 @@ def matches(seen: Seen | None, desire: Desire | None) -> bool:
         return False
     if seen.memory_mib != desire.memory:
         return False
+    if desire.storage and capacities is not None and not _storage_matches(
+            seen, desire, capacities, old_seed):
+        return False
     return seen.running if desire.state == "running" else seen.shut_off
+
+
+def _storage_matches(seen: Seen, desire: Want, capacities: Mapping[str, int],
+                     old_seed: str | None) -> bool:
+    data = f"{seen.name}-d{desire.generation}"
+    if f"{seen.name}-root" not in seen.volumes or data not in seen.volumes:
+        return False
+    if capacities.get(data, 0) < desire.disk << 20:  # bytes (MIB here is KiB per MiB)
+        return False
+    seeds = [volume for volume in seen.volumes if ".cidata-" in volume]
+    return len(seeds) == 1 and seeds[0] != old_seed

@@ -38,8 +38,11 @@ class Services:
     """The service as the soak keeps it running, incarnation after incarnation."""
 
     def __init__(self, *, manifests: Path, uri: str, lock_dir: Path, step_log: Path,
-                 resync: float):
-        self.args = ("--resync", f"{resync:g}", "--prune", "--step-log", str(step_log))
+                 resync: float, state_dir: Path | None = None):
+        self.args: tuple[str, ...] = ("--resync", f"{resync:g}", "--prune", "--step-log",
+                                      str(step_log))
+        if state_dir is not None:  # the image download cache
+            self.args += ("--state-dir", str(state_dir))
         self.manifests, self.uri, self.lock_dir = manifests, uri, lock_dir
         self.all: list[Incarnation] = []
         self._lock = threading.Lock()
@@ -108,12 +111,15 @@ class OnceRun:
     stdout: str = ""
     stderr: str = ""
     report: dict[str, Any] = field(default_factory=dict)
+    killed: bool = False  # by a storage fault's kill -9: its exit is expected
     _thread: threading.Thread | None = None
 
     @classmethod
-    def start(cls, *, manifests: Path, uri: str, lock_dir: Path, step_log: Path) -> OnceRun:
-        argv = command(("--once", "-o", "json", "-v", "-c", uri, "--step-log", str(step_log)),
-                       manifests=manifests, lock_dir=lock_dir)
+    def start(cls, *, manifests: Path, uri: str, lock_dir: Path, step_log: Path,
+              state_dir: Path | None = None) -> OnceRun:
+        more = ("--state-dir", str(state_dir)) if state_dir is not None else ()
+        argv = command(("--once", "-o", "json", "-v", "-c", uri, "--step-log", str(step_log),
+                        *more), manifests=manifests, lock_dir=lock_dir)
         run = cls(proc=subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True, env=clean_env()), started=time.time())
         run._thread = threading.Thread(target=run._read, daemon=True)
@@ -136,6 +142,15 @@ class OnceRun:
     def done(self) -> bool:
         return self.ended is not None
 
+    def kill(self) -> bool:
+        """kill -9 (ours, by its PID) unless it has ended; `problems` then expects no
+        report. Whether it was killed."""
+        if self.proc.poll() is not None:
+            return False
+        self.killed = True
+        self.proc.send_signal(signal.SIGKILL)
+        return True
+
     def wait(self, timeout: float) -> None:
         assert self._thread is not None
         self._thread.join(timeout)
@@ -148,6 +163,8 @@ class OnceRun:
         other than 0 (converged), 1 (a VM failed: libvirtd was away) or 2 (an invalid
         manifest)."""
         where = f"--once pid {self.pid} (exit {self.proc.returncode})"
+        if self.killed:
+            return []  # a kill -9 of ours: no report to expect
         found = []
         if "Traceback" in self.stderr:
             found.append(f"{where}: a traceback:\n{self.stderr[-3000:]}")

@@ -48,6 +48,8 @@ class Figures:
     step_events: int = 0
     processes: tuple[int, int] = (0, 0)  # service incarnations, --once runs
     notes: Counter[str] = field(default_factory=Counter)  # what the harness had to do
+    storage: Counter[str] = field(default_factory=Counter)  # how each storage fault landed
+    storage_reads: int = 0  # readings of the pools by the storage monitor
     violations: list[str] = field(default_factory=list)
 
     def render(self, settings: Settings, *, seed: int) -> str:
@@ -80,6 +82,10 @@ class Figures:
                else "NOT within the bound"),
             f"step events {self.step_events}; service incarnations {self.processes[0]}; "
             f"--once runs {self.processes[1]}",
+            "storage faults, how they landed: " + (", ".join(
+                f"{text}: {count}" for text, count in sorted(self.storage.items())) or "none"),
+            f"storage readings (each checked: no volume lost or shrunk, none partial "
+            f"attached, images right, markers kept): {self.storage_reads}",
             "harness notes: " + (", ".join(f"{text}: {count}" for text, count in
                                              sorted(self.notes.items())) or "none"),
             f"invariant violations: {len(self.violations)}",

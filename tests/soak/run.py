@@ -11,12 +11,19 @@ once more over everything at the end. `python -m tests.soak` (`make soak`) runs 
               VM must then converge within `bound` seconds; a last --once must find
               nothing to do; SIGTERM must stop the service with exit 0; then every check
               over the whole step log, and the figures
+
+Storage (storage.py, storage_checks.py): every fifth VM has a root volume made from the
+soak's Image, a raw data volume and a cloud-init seed in the soak's pool; a storage
+monitor reads the pools every second (no volume lost or shrunk, no partial volume
+attached, image volumes right, data volumes keep their marker). Its faults (kill -9 at
+a storage step, libvirtd stopped during an upload, a full pool) are in `inject`.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -25,24 +32,31 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import libvirt
 
 from tests.reliability.support import Event, kill_libvirtd
 from tests.support.domains import remove_domains
+from tests.support.manifests import vm_manifest
 from tests.support.sandbox import Sandbox
 
-from . import checks
+from . import checks, storage_checks
 from .fleet import Libvirt, Seen, matches
-from .manifests import ManifestFolder
+from .manifests import ManifestFolder, StorageNames, root_only_spec
 from .processes import Incarnation, OnceRun, Services
 from .report import Figures
-from .schedule import VM_KINDS, Fault, Want, initial_wants, make_schedule
+from .schedule import KILL_STEPS, VM_KINDS, Fault, Want, initial_wants, make_schedule
+from .storage import BIG_MIB, StepTail, Storage, image_document, image_volume, volume_disks
 from .timeline import Timeline
 
+IMAGE = "image"  # the timeline's desire of an Image manifest
+DATA = re.compile(r"-d[0-9]+$")
+
 MONITOR_EVERY = 0.5
+_NO_SEEN = Seen(name="", uuid="", running=False, shut_off=False, persistent=False,
+                managed=False, memory_mib=0, autostart=False, xml_sha256="")
 CHECK_EVERY = 20.0
 MAX_ONCE_RUNS = 3
 
@@ -94,9 +108,25 @@ class Soak:
         self.lock = threading.Lock()
         self.timeline = Timeline()
         self.base = Path(tempfile.mkdtemp(prefix="rcl-soak-", dir="/var/tmp"))
-        self.folder = ManifestFolder(self.base / "manifests", self.timeline, self.lock)
         self.step_log = self.base / "steps.jsonl"
+        self.state_dir = self.base / "state"
         self.sandbox = Sandbox()
+        self.storage = Storage(prefix=self.prefix, base=self.base,
+                               root=self.sandbox.base / "root/var/lib/libvirt/images")
+        self.folder = ManifestFolder(self.base / "manifests", self.timeline, self.lock,
+                                     StorageNames(self.storage.pool, self.storage.image))
+        self.full_vm = f"{self.prefix}s-full"  # the full pool's VM
+        self.extra_vms: list[str] = []  # VMs beyond `names` (the full pool's, once written)
+        self.image_version = 0
+        self.image_want = ""  # the volume name of the current image version
+        self.ledger = storage_checks.Ledger()
+        #: the soak's pool's complete volumes → capacity, as the storage monitor last read
+        self.capacities: dict[str, int] = {}
+        self.old_seeds: dict[str, str] = {}  # VM → its seed before its user data changed
+        self.storage_reads = 0
+        self.last_seen: dict[str, Seen] = {}
+        self.full_pool: threading.Thread | None = None
+        self.storage_thread = threading.Thread(target=self.storage_monitor, daemon=True)
         self.chaos = Libvirt(self.sandbox.uri)
         self._once_checked: set[int] = set()
         self.figures = Figures()
@@ -125,8 +155,13 @@ class Soak:
 
     def setup(self) -> None:
         self.folder.path.mkdir()
+        self.storage.mount_tiny()
         self.sandbox.start()
         chaos = self.chaos
+        self.storage.define_pools(chaos.conn)
+        self.storage_thread.start()  # the first convergence needs its readings
+        self.timeline.record(self.storage.big, time.time(), IMAGE)
+        self._new_image(0)
         for index, name in enumerate([*self.foreign, self.conflict]):
             chaos.define_foreign(name, start=index == 0)
         self.foreign_before = self._foreign_now(chaos.read_all(self.prefix))
@@ -136,7 +171,7 @@ class Soak:
         self.folder.write(self.conflict, Want("running", 64))
         self.services = Services(manifests=self.folder.path, uri=self.sandbox.uri,
                                  lock_dir=self.base / "locks", step_log=self.step_log,
-                                 resync=self.options.resync)
+                                 resync=self.options.resync, state_dir=self.state_dir)
         started = time.monotonic()
         first = self.services.start()
         first.process.wait_ready(timeout=900)
@@ -149,9 +184,29 @@ class Soak:
     def _foreign_now(self, seen: dict[str, Seen]) -> dict[str, object]:
         return {name: seen.get(name) for name in [*self.foreign, self.conflict]}
 
+    def _new_image(self, version: int) -> float:
+        """Image version `version` made, and the soak's Image manifest pointed at it."""
+        path, made = self.storage.make_image(version)
+        with self.lock:
+            self.image_version, self.image_want = version, image_volume(self.storage.image,
+                                                                        made.sha256)
+        return self.folder.write_document(self.storage.image, image_document(
+            self.storage.image, path=path, sha256=made.sha256, pool=self.storage.pool), IMAGE)
+
+    def _matches(self, name: str, seen: Seen | None, now: float) -> bool:
+        with self.lock:
+            capacities, old_seed = self.capacities, self.old_seeds.get(name)
+        return matches(seen, self.folder.desire(name, now), capacities=capacities,
+                       old_seed=old_seed)
+
+    def _image_converged(self) -> bool:
+        with self.lock:
+            return self.image_want in self.capacities
+
     def _all_converged(self, seen: dict[str, Seen]) -> bool:
         now = time.time()
-        return all(matches(seen.get(name), self.folder.desire(name, now)) for name in self.names)
+        return self._image_converged() and all(
+            self._matches(name, seen.get(name), now) for name in self.names + self.extra_vms)
 
     def _wait_converged(self, timeout: float, what: str) -> float:
         """Seconds until every VM is as its manifest says; raises after `timeout`."""
@@ -194,20 +249,72 @@ class Soak:
             for uuid, count in uuids.items():
                 if count > 1:
                     self.violation(f"{count} domains share the UUID {uuid}")
-            for name in self.names:
+            self.last_seen = seen
+            with self.lock:
+                pending = self.pending.get(self.storage.image)
+                if pending and self.image_want in self.capacities:
+                    del self.pending[self.storage.image]
+                    self.figures.converged[pending[0]].append(now - pending[1])
+            for name in self.names + self.extra_vms:
                 before, after = last.get(name), seen.get(name)
                 if before is not None and after is None:
                     self.vanished.append((name, last_at, now))
                 elif before is not None and after is not None and before.uuid != after.uuid:
                     self.uuid_changes.append((name, last_at, now))
-                with self.lock:
-                    pending = self.pending.get(name)
-                    if pending and matches(after, self.timeline.at(name, now)):
-                        del self.pending[name]
-                        self.figures.converged[pending[0]].append(now - pending[1])
+                pending = self.pending.get(name)
+                if pending and self._matches(name, after, now):
+                    with self.lock:
+                        if self.pending.get(name) == pending:
+                            del self.pending[name]
+                            self.figures.converged[pending[0]].append(now - pending[1])
             last, last_at = seen, now
             self._stop.wait(MONITOR_EVERY)
         reader.close()
+
+    # --- the storage monitor ---------------------------------------------------------------
+
+    def storage_monitor(self) -> None:
+        reader = Libvirt(self.sandbox.uri)
+        while not self._stop.is_set():
+            try:
+                self.read_storage(reader)
+            except libvirt.libvirtError:
+                reader.close()  # the daemon is restarting: nothing to read now
+            self._stop.wait(1.0)
+        reader.close()
+
+    def _storage_vms(self) -> list[str]:
+        return [name for name in self.names if self.wants[name].storage] + self.extra_vms
+
+    def read_storage(self, reader: Libvirt, *, final: bool = False) -> None:
+        """One reading of the pools and of the storage VMs' disks, and its checks."""
+        names = self._storage_vms()
+        disks = volume_disks(reader.conn, names)  # first: a disk read before the listing
+        capacities, paths = self.storage.listing(reader.conn)  # must be in the listing
+        problems = self.ledger.observe(capacities, pools=(self.storage.pool, self.storage.tiny))
+        suspect = storage_checks.attached_incomplete(disks, capacities)
+        if suspect:  # a definition changed between the two reads (a new seed)? read again
+            again = volume_disks(reader.conn, names)
+            still = {name: keys for name, keys in again.items() if disks.get(name) == keys}
+            problems += storage_checks.attached_incomplete(still, capacities)
+        complete = storage_checks.complete(capacities)
+        before = set(self.storage.hashed)
+        if final:
+            self.storage.hashed.clear()  # every image volume read back once more
+        self.storage.hash_new_images(capacities, paths)
+        fresh = {name: found for name, found in self.storage.hashed.items()
+                 if final or name not in before}
+        problems += storage_checks.image_problems(fresh, self.storage.expected)
+        if final or self.storage_reads % 5 == 0:
+            data = {name for pool, name in complete if pool == self.storage.pool
+                    and DATA.search(name)}
+            problems += self.storage.mark_and_check(capacities, paths, data)
+        with self.lock:
+            self.capacities = {name: capacity for (pool, name), capacity in complete.items()
+                               if pool == self.storage.pool}
+            self.storage_reads += 1
+        for problem in problems:
+            self.violation(problem)
 
     # --- chaos ---------------------------------------------------------------------------------
 
@@ -242,12 +349,15 @@ class Soak:
                 self._on_vm(name, fault.kind, time.time())
             return bool(acted)
         if fault.kind == "once":
-            if sum(not run.done for run in self.once_runs) >= MAX_ONCE_RUNS:
-                return False
-            locks = self.base / ("once-locks" if self.options.unshared_locks else "locks")
-            self.once_runs.append(OnceRun.start(manifests=self.folder.path,
-                                                uri=self.sandbox.uri, lock_dir=locks,
-                                                step_log=self.step_log))
+            return self._start_once() is not None
+        if fault.kind in KILL_STEPS:
+            return self._kill_at_step(fault)
+        if fault.kind == "upload-libvirtd":
+            return self._libvirtd_during_upload(fault)
+        if fault.kind == "full-pool":
+            self.full_pool = threading.Thread(target=self._full_pool, args=(fault.down,),
+                                              daemon=True)
+            self.full_pool.start()
             return True
         if fault.kind == "kill-service":
             self.services.kill()
@@ -272,6 +382,130 @@ class Soak:
             self.services.reload()
             return True
         raise AssertionError(f"unknown fault {fault.kind}")
+
+    def _start_once(self) -> OnceRun | None:
+        if sum(not run.done for run in self.once_runs) >= MAX_ONCE_RUNS:
+            return None
+        locks = self.base / ("once-locks" if self.options.unshared_locks else "locks")
+        run = OnceRun.start(manifests=self.folder.path, uri=self.sandbox.uri, lock_dir=locks,
+                            step_log=self.step_log, state_dir=self.state_dir)
+        self.once_runs.append(run)
+        return run
+
+    def _storage_edit(self, fault: Fault) -> str:
+        """The edit that causes the fault's storage step; the name the step is on."""
+        if fault.kind in ("kill-import", "upload-libvirtd"):
+            self._on_vm(self.storage.image, fault.kind, self._new_image(fault.image))
+            return self.storage.image
+        assert fault.vm is not None and fault.want is not None
+        if fault.kind == "kill-seed":
+            seeds = [volume for volume in self.last_seen.get(fault.vm, _NO_SEEN).volumes
+                     if ".cidata-" in volume]
+            with self.lock:
+                if seeds:
+                    self.old_seeds[fault.vm] = seeds[0]
+                else:
+                    self.old_seeds.pop(fault.vm, None)
+        self._on_vm(fault.vm, fault.kind, self.folder.write(fault.vm, fault.want))
+        return fault.vm
+
+    def _kill_at_step(self, fault: Fault) -> bool:
+        """The edit, then a kill -9 of the service or of a --once started for it, at the
+        step's start line (or `delay` after the edit); the service is started again."""
+        assert self.services is not None
+        tail = StepTail(self.step_log)
+        name = self._storage_edit(fault)
+        victim = self._start_once() if fault.target == "once" else None
+        how = f"{fault.kind} of {'a --once' if victim else 'the service'}"
+        if fault.delay > 0:
+            self._stop.wait(fault.delay)
+            moment = "after a delay"
+        else:
+            pid = tail.find(action=KILL_STEPS[fault.kind], name=name, timeout=30)
+            moment = ("step line not seen in 30 s" if pid is None else "at the step line"
+                      if pid == (victim.pid if victim else self.services.current.pid)
+                      else "at the step line of another process")
+        if victim is not None:
+            killed = victim.kill()
+        else:
+            self.services.kill()
+            killed = True
+        self.figures.storage[f"{how}, {moment}" + ("" if killed else " (it had ended)")] += 1
+        self._count_partial(name)
+        if victim is None:
+            self._stop.wait(fault.down)
+            self.services.start()
+        return True
+
+    def _libvirtd_during_upload(self, fault: Fault) -> bool:
+        """A new image version, and libvirtd stopped (SIGKILL or SIGTERM) as its upload
+        begins; started again `down` later."""
+        assert self.services is not None
+        tail = StepTail(self.step_log)
+        current = self.services.current
+        connected = len(current.process.matching(r"connected to "))
+        name = self._storage_edit(fault)
+        pid = tail.find(action=KILL_STEPS["kill-import"], name=name, timeout=30)
+        self._stop_libvirtd(kill=fault.sigkill)
+        signal_name = "SIGKILL" if fault.sigkill else "SIGTERM"
+        self.figures.storage[f"libvirtd {signal_name} during an upload, "
+                             + ("at the step line" if pid else "step line not seen in 30 s")] += 1
+        self._stop.wait(fault.down)
+        self._start_libvirtd()
+        self._count_partial(name)
+        threading.Thread(target=self._reconnected, args=(current, connected, time.time()),
+                         daemon=True).start()
+        return True
+
+    def _count_partial(self, name: str) -> None:
+        """Whether the fault left a partial volume behind (the next pass must finish it)."""
+        try:
+            listed = self.chaos.conn.storagePoolLookupByName(self.storage.pool).listVolumes()
+        except libvirt.libvirtError:
+            self.chaos.close()
+            return
+        if any(volume.startswith(name) and volume.endswith(storage_checks.PARTIAL)
+               for volume in listed):
+            self.figures.storage["left a partial volume"] += 1
+
+    def _full_pool(self, down: float) -> None:
+        """A VM whose image does not fit in the tiny pool: a clear failure and nothing
+        in the pool nor defined while it lasts; then the pool is enlarged (the fault
+        cleared) and the VM must converge."""
+        assert self.services is not None
+        path, made = self.storage.make_image(-1, BIG_MIB)
+        began = time.time()
+        lines_before = {incarnation.pid: len(incarnation.process.lines)
+                        for incarnation in self.services.all}
+        self.folder.write_document(self.storage.big, image_document(
+            self.storage.big, path=path, sha256=made.sha256, pool=self.storage.tiny), IMAGE)
+        want = Want("stopped", 64)
+        disks = root_only_spec(self.full_vm, pool=self.storage.tiny, image=self.storage.big)
+        self.folder.write_text(self.full_vm, vm_manifest(
+            self.full_vm, memory="64MiB", state="stopped", stop_timeout=0, extra=disks), want)
+        self.extra_vms.append(self.full_vm)
+        failed = False
+        while time.time() < began + down and not self._stop.is_set():
+            failed = failed or any(
+                "bytes available" in line for incarnation in self.services.all
+                for line in list(incarnation.process.lines)[
+                    lines_before.get(incarnation.pid, 0):])
+            try:
+                listed = self.chaos.conn.storagePoolLookupByName(self.storage.tiny).listVolumes()
+                defined = self.full_vm in self.chaos.read_all(self.full_vm)
+            except libvirt.libvirtError:
+                self.chaos.close()
+                listed, defined = [], False
+            if listed or defined:
+                self.violation(f"the full pool holds {listed}, {self.full_vm} defined: "
+                               f"{defined}, while its image cannot fit")
+            self._stop.wait(1.0)
+        if not failed:
+            self.violation(f"the full pool: no line of the service said 'bytes available' "
+                           f"within {down:.0f} s")
+        self.figures.storage["full pool: a clear failure seen"] += failed
+        self.storage.enlarge_tiny()
+        self._on_vm(self.full_vm, "full-pool (cleared)", time.time())
 
     def _stop_libvirtd(self, *, kill: bool) -> None:
         """SIGKILL, or SIGTERM and a SIGKILL if libvirtd is not gone within 60 s (its
@@ -356,9 +590,12 @@ class Soak:
     def finish(self, last_fault: float) -> None:
         assert self.services is not None
         rng = random.Random(f"{self.options.seed}-final")
+        if self.full_pool is not None:
+            self.full_pool.join()
         for name in self.names:
             if not isinstance(self.folder.desire(name), Want):
-                want = Want(rng.choice(("running", "stopped")), 64)
+                want = replace(self._last_want(name), state=rng.choice(("running", "stopped")),
+                               memory=64)
                 at = self.folder.write(name, want)
                 self._on_vm(name, "edit (restore)", at)
                 last_fault = max(last_fault, at)
@@ -382,12 +619,15 @@ class Soak:
             print(f"soak: every VM converged {self.figures.final:.1f} s after the last fault",
                   flush=True)
         last = OnceRun.start(manifests=self.folder.path, uri=self.sandbox.uri,
-                             lock_dir=self.base / "locks", step_log=self.step_log)
+                             lock_dir=self.base / "locks", step_log=self.step_log,
+                             state_dir=self.state_dir)
         self.once_runs.append(last)
         last.wait(timeout=600)
         for problem in last.problems():
             self.violation(problem)
         results = {vm["name"]: vm["result"] for vm in last.report.get("vms", [])}
+        results.update({image["name"]: image["result"]
+                        for image in last.report.get("images", [])})
         changed = {name: result for name, result in results.items()
                    if result != ("conflict" if name == self.conflict else "unchanged")}
         if changed:
@@ -400,6 +640,19 @@ class Soak:
         if code != 0:
             self.violation(f"SIGTERM: the service exited {code}")
         self.check_steps(final=True)
+        reader = Libvirt(self.sandbox.uri)
+        try:
+            self.read_storage(reader, final=True)
+        finally:
+            reader.close()
+        self.figures.storage_reads = self.storage_reads
+
+    def _last_want(self, name: str) -> Want:
+        """The last valid manifest of `name` (a restore keeps its storage)."""
+        with self.lock:
+            wants = [desire for desire in self.timeline.during(name, 0.0, time.time())
+                     if isinstance(desire, Want)]
+        return wants[-1] if wants else self.wants[name]
 
     def check_steps(self, *, final: bool) -> None:
         assert self.services is not None
@@ -454,8 +707,9 @@ class Soak:
             raise
         finally:
             self._stop.set()
-            if monitor.is_alive():
-                monitor.join(timeout=10)
+            for thread in (monitor, self.storage_thread):
+                if thread.is_alive():
+                    thread.join(timeout=10)
             self.cleanup()
         text = self.figures.render(self.options, seed=self.options.seed)
         print(text, flush=True)
@@ -495,10 +749,13 @@ class Soak:
                 self._start_libvirtd()  # its guests are removed through it
             self.chaos.close()
             remove_domains(self.chaos.conn, self.prefix)  # checks that none is left
+            problems = self.storage.remove_pools(self.chaos.conn)
             self.chaos.close()
             self._stop_libvirtd(kill=False)
+            assert not problems, f"removing the soak's pools: {problems}"
         finally:
             self.sandbox.close()  # virtlogd, the folders (and any domain still there)
+            self.storage.unmount_tiny()
         shutil.rmtree(self.base, ignore_errors=True)
 
 

@@ -17,7 +17,17 @@ from .checks import (
     unjustified_steps,
 )
 from .fleet import Seen, matches
-from .schedule import WEIGHTS, Want, initial_wants, make_schedule
+from .schedule import (
+    GROW_MIB,
+    KILL_STEPS,
+    STORAGE_VM_KINDS,
+    WEIGHTS,
+    Want,
+    initial_wants,
+    make_schedule,
+    storage_names,
+)
+from .storage_checks import PARTIAL, ImageFile, Ledger, attached_incomplete, image_problems
 from .timeline import INVALID, REMOVED, Timeline
 
 NAMES = [f"v{index:02d}" for index in range(20)]
@@ -36,7 +46,7 @@ def test_a_seed_names_one_schedule() -> None:
 def test_the_schedule_has_every_kind_in_order_and_restores_what_it_breaks() -> None:
     faults = _schedule(20)
     assert [fault.at for fault in faults] == sorted(fault.at for fault in faults)
-    assert {fault.kind for fault in faults} == set(WEIGHTS)
+    assert {fault.kind for fault in faults} == set(WEIGHTS) | {"full-pool"}
     assert 250 < len(faults) < 500  # 1,800 s at one fault per 5 s, plus the restores
     wants = initial_wants(seed=20, names=NAMES)
     broken: dict[str, float] = {}
@@ -45,6 +55,9 @@ def test_the_schedule_has_every_kind_in_order_and_restores_what_it_breaks() -> N
             assert fault.vm not in broken, fault  # never broken twice before a restore
             assert fault.vm is not None
             broken[fault.vm] = fault.at
+        elif fault.kind in STORAGE_VM_KINDS:
+            assert fault.vm is not None and fault.want is not None
+            wants[fault.vm] = fault.want
         elif fault.kind == "edit":
             assert fault.vm is not None and fault.want is not None
             assert fault.want != wants[fault.vm], fault  # an edit always changes something
@@ -53,6 +66,77 @@ def test_the_schedule_has_every_kind_in_order_and_restores_what_it_breaks() -> N
                 assert 5 <= fault.at - broken.pop(fault.vm) <= 30, fault
             else:
                 assert fault.vm not in broken, fault
+
+
+def test_storage_faults_act_on_storage_vms_and_storage_never_shrinks() -> None:
+    faults = _schedule(20)
+    storage = set(storage_names(NAMES))
+    assert storage == {"v00", "v05", "v10", "v15"}
+    wants = initial_wants(seed=20, names=NAMES)
+    assert {name for name, want in wants.items() if want.storage} == storage
+    assert [fault.kind for fault in faults].count("full-pool") == 1
+    versions = [fault.image for fault in faults if fault.kind in ("kill-import",
+                                                                  "upload-libvirtd")]
+    assert versions == list(range(1, len(versions) + 1)) and versions  # each a new image
+    seen_kinds = set()
+    for fault in faults:
+        if fault.want is None:
+            continue
+        assert fault.vm is not None
+        old, new = wants[fault.vm], fault.want
+        assert new.storage == (fault.vm in storage), fault  # storage is never dropped
+        assert new.disk >= old.disk and new.generation >= old.generation, fault
+        assert new.seed >= old.seed, fault
+        if fault.kind in STORAGE_VM_KINDS:
+            seen_kinds.add(fault.kind)
+            assert fault.vm in storage and fault.target in ("service", "once"), fault
+            assert new.state != "absent", fault  # else no storage step would run
+            change = {"kill-volume": (0, 1, 0), "kill-grow": (GROW_MIB, 0, 0),
+                      "kill-seed": (0, 0, 1)}[fault.kind]
+            assert (new.disk - old.disk, new.generation - old.generation,
+                    new.seed - old.seed) == change, fault
+        else:
+            assert (new.disk, new.generation, new.seed) == (old.disk, old.generation,
+                                                            old.seed), fault
+        wants[fault.vm] = new
+    assert seen_kinds == STORAGE_VM_KINDS
+    assert set(KILL_STEPS) >= STORAGE_VM_KINDS
+
+
+def test_the_ledger_finds_lost_shrunk_and_rewritten_volumes() -> None:
+    ledger = Ledger()
+    pools = ["p"]
+    first = {("p", "a"): 8, ("p", "b"): 8, ("p", "b" + PARTIAL): 0, ("p", "s.cidata-1.iso"): 1}
+    assert ledger.observe(first, pools=pools) == []
+    assert sorted(ledger.seen) == [("p", "a"), ("p", "s.cidata-1.iso")]  # b is partial
+    # b rewritten (the partial rule) and removed, a seed deleted, a grown: all fine
+    assert ledger.observe({("p", "a"): 16}, pools=pools) == []
+    assert ledger.observe({("p", "a"): 16, ("p", "b"): 4}, pools=pools) == []
+    assert ledger.observe({("p", "a"): -1, ("p", "b"): 4}, pools=pools) == []  # unreadable
+    assert ledger.observe({("p", "a"): 8, ("p", "a" + PARTIAL): 0}, pools=pools) == [
+        "volume p/a shrank: 16 -> 8 bytes", "volume p/b is lost (it was complete, 4 bytes)"]
+    assert ledger.observe({("p", "a"): 16, ("p", "a" + PARTIAL): 0, ("p", "b"): 4},
+                          pools=pools) == [
+        "volume p/a was complete and has a partial marker again (it is being written over)"]
+    assert ledger.observe({}, pools=[]) == []  # a pool not listed proves nothing
+
+
+def test_a_disk_on_a_missing_or_partial_volume_is_found() -> None:
+    listing = {("p", "a-root"): 8, ("p", "img"): 8, ("p", "img" + PARTIAL): 0}
+    assert attached_incomplete({"a": [("p", "a-root")]}, listing) == []
+    assert attached_incomplete({"a": [("p", "img"), ("p", "gone")]}, listing) == [
+        "a has a disk on p/gone, which does not exist", "a has a disk on p/img, which is partial"]
+
+
+def test_an_image_volume_must_hold_its_image() -> None:
+    right = ImageFile("ab" * 32, 8)
+    expected = {"img.sha256-abababababab.raw": right}
+    assert image_problems({"img.sha256-abababababab.raw": right}, expected) == []
+    assert image_problems({"img.sha256-abababababab.raw": ImageFile("cd" * 32, 8),
+                           "other.raw": right}, expected) == [
+        "image volume img.sha256-abababababab.raw: sha256 cdcdcdcdcdcd, 8 bytes; the image "
+        "is abababababab, 8 bytes",
+        "image volume other.raw: no image of the soak has that name"]
 
 
 def _timeline() -> Timeline:
@@ -159,6 +243,21 @@ def test_a_domain_matches_only_a_valid_manifest() -> None:
     assert matches(None, REMOVED) and matches(None, Want("absent", 64))
     transient = Seen(**{**seen.__dict__, "persistent": False})
     assert not matches(transient, Want("running", 64))
+
+
+def test_a_storage_vm_matches_once_its_volumes_and_seed_are_as_asked() -> None:
+    seen = Seen(name="a", uuid="u", running=False, shut_off=True, persistent=True,
+                managed=True, memory_mib=64, autostart=False, xml_sha256="",
+                volumes=frozenset({"a-root", "a-d1", "a.cidata-new.iso"}))
+    want = Want("stopped", 64, disk=16, generation=1, seed=2)
+    big = {"a-d1": 16 << 20}
+    assert matches(seen, want, capacities=big)
+    assert matches(seen, want, capacities=big, old_seed="a.cidata-old.iso")
+    assert not matches(seen, want, capacities=big, old_seed="a.cidata-new.iso")  # not yet
+    assert not matches(seen, want, capacities={"a-d1": 8 << 20})  # not grown yet
+    assert not matches(seen, Want("stopped", 64, disk=16, generation=2), capacities=big)
+    no_seed = Seen(**{**seen.__dict__, "volumes": frozenset({"a-root", "a-d1"})})
+    assert not matches(no_seed, want, capacities=big)
 
 
 def test_percentiles_are_nearest_rank() -> None:
