@@ -109,6 +109,10 @@ def upload_volume(conn: libvirt.virConnect, *, pool: str, name: str, path: str,
         size = os.fstat(fd).st_size
         with translate_storage(f"cannot read storage pool {pool!r}"):
             available = int(handle.info()[3])
+            if size > available:  # libvirt's figure is from its last refresh: space freed
+                with contextlib.suppress(libvirt.libvirtError):  # outside it counts too
+                    handle.refresh(0)  # (refused while it builds a volume: the old figure)
+                available = int(handle.info()[3])
         if size > available:
             raise PoolFull(f"cannot upload {path} ({size} bytes) to {where}: the pool has "
                            f"{available} bytes available")

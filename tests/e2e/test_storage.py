@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -428,6 +429,30 @@ def test_a_full_pool_fails_the_import_before_any_byte_and_keeps_nothing(
         assert result.result(a) == "failed"
         assert volume_names(conn, full) == []
         assert a not in conn.listDefinedDomains()
+
+
+def test_a_full_pool_made_larger_outside_libvirt_takes_the_image_at_the_next_pass(
+        conn: libvirt.virConnect, prefix: str, pools: Pools, manifests: Manifests,
+        vm: VMBuilder, sonce: OnceRunner, tmp_path: Path) -> None:
+    """libvirt's free-space figure is from its last pool refresh: space an operator
+    frees outside it (here: the tmpfs made larger) must count at the next pass."""
+    full = pools.make("pool", tmpfs_size="16M")
+    base = dense_raw(tmp_path / "base.raw", 24)
+    digest = sha256_of(base)
+    image, a = prefix + "img", prefix + "a"
+    manifests.write("image.yaml", image_doc(image, url=base.as_uri(), sha256=digest, pool=full,
+                                            fmt="raw"))
+    manifests.write("a.yaml", vm("a", state="stopped",
+                                 disks=[volume_disk(a + "-root", full, image=image)]))
+    failed = sonce(check_exit=1)
+    assert "bytes available" in one_line(images_of(failed)[image]["error"])
+    subprocess.run(["mount", "-o", "remount,size=64M", str(pools.folder_of(full))],
+                   check=True, timeout=60)
+    done = sonce(check_exit=0)
+    assert images_of(done)[image]["result"] == "converged", images_of(done)[image]
+    assert done.actions(a) == ["create-volume", "define"], done.vms[a]
+    volumes = assert_sound(conn, full, a)
+    assert sha256_of(volumes[image_volume(image, digest, "raw")].path) == digest
 
 
 # --- removal -----------------------------------------------------------------------------
