@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def main(argv: list[str]) -> int:
     if kvm.exists() and kvm.stat().st_mode & 0o006 != 0o006:
         kvm.chmod(0o666)  # else libvirt re-probes QEMU on every define (~40 s each)
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    # SIGTERM (a timeout(1), say) ends it through its clean-up, as Ctrl-C does
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     options = Options(minutes=args.minutes, vms=args.vms, seed=args.seed,
                       mean_gap=args.mean_gap, resync=args.resync, bound=args.bound,
                       report=args.report, keep=args.keep,

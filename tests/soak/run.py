@@ -125,6 +125,7 @@ class Soak:
         self.old_seeds: dict[str, str] = {}  # VM → its seed before its user data changed
         self.storage_reads = 0
         self.last_seen: dict[str, Seen] = {}
+        self.wants = initial_wants(seed=options.seed, names=self.names)
         self.full_pool: threading.Thread | None = None
         self.storage_thread = threading.Thread(target=self.storage_monitor, daemon=True)
         self.chaos = Libvirt(self.sandbox.uri)
@@ -165,7 +166,6 @@ class Soak:
         for index, name in enumerate([*self.foreign, self.conflict]):
             chaos.define_foreign(name, start=index == 0)
         self.foreign_before = self._foreign_now(chaos.read_all(self.prefix))
-        self.wants = initial_wants(seed=self.options.seed, names=self.names)
         for name, want in self.wants.items():
             self.folder.write(name, want)
         self.folder.write(self.conflict, Want("running", 64))
@@ -280,6 +280,8 @@ class Soak:
                 self.read_storage(reader)
             except libvirt.libvirtError:
                 reader.close()  # the daemon is restarting: nothing to read now
+            except Exception as error:  # noqa: BLE001 - a harness bug: said, and go on
+                self.figures.notes[f"storage monitor: {type(error).__name__}: {error}"] += 1
             self._stop.wait(1.0)
         reader.close()
 
