@@ -157,7 +157,8 @@ class Storage:
     def hash_new_images(self, capacities: dict[Key, int], paths: dict[Key, str]) -> None:
         """Read back each complete image volume once (they are never written again)."""
         for (pool, name), path in paths.items():
-            if (pool, name + PARTIAL) in capacities or name in self.hashed:
+            if (name.endswith(PARTIAL) or (pool, name + PARTIAL) in capacities
+                    or name in self.hashed):
                 continue
             if name.startswith((self.image + ".sha256-", self.big + ".sha256-")):
                 self.hashed[name] = sha256_of(self.host_path(path))
