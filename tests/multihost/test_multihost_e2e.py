@@ -19,6 +19,7 @@ import pytest
 from tests.support.command import RECONCILE, run_captured
 from tests.support.domains import lookup
 from tests.support.libvirtd import VIRT_TYPE
+from tests.support.stacks import dump_stacks
 from tests.support.waiting import wait_until
 
 from .conftest import HOST_NAMES, Hosts
@@ -275,7 +276,8 @@ def test_the_service_keeps_other_hosts_converging_while_one_is_cut(
             return bool(dom.isActive()) and dom.maxMemory() == 96 * 1024
         wait_until(resized, 180, what="kvm-3 to converge once back")
     except AssertionError as error:
-        raise AssertionError(f"{error}\nthe service's log:\n{log.read_text()[-4000:]}") from None
+        raise AssertionError(f"{error}\nthe service's log:\n{log.read_text()[-4000:]}"
+                             f"\nthe service's threads:\n{dump_stacks(service.pid)}") from None
     finally:
         service.send_signal(signal.SIGTERM)
         try:
