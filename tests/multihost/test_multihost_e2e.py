@@ -236,13 +236,6 @@ def test_a_link_cut_during_a_pass(tree: Tree, hosts: Hosts) -> None:
         assert list(_where(hosts, name)) == [host]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug, quarantined (2 of the last 4 full runs): after the cut, the service's "
-    "reconnect of kvm-3 never finished and nothing was logged for 180 s, while a healthy "
-    "host's connection died of a keepalive timeout at the same moment. Suspected: the "
-    "reconnect waits, under the connection lock, for calls in flight on the dead "
-    "connection, which only keepalive ends, while libvirt's event loop (which runs "
-    "keepalive for every connection) is blocked; see the closing note of 2026-12-01"))
 def test_the_service_keeps_other_hosts_converging_while_one_is_cut(
         tree: Tree, hosts: Hosts) -> None:
     names = {tree.vm(f"s{i}", HOST_NAMES[i % 3]): HOST_NAMES[i % 3] for i in range(3)}
