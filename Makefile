@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 MANIFESTS ?= manifests
 URI ?= test:///default
 
-.PHONY: run test test-fast lint demo bootstrap-run bootstrap-test clean
+.PHONY: run test test-fast test-systemd soak lint demo bootstrap-run bootstrap-test clean
 
 run: bootstrap-run
 	$(VENV)/bin/reconcile --once -m $(MANIFESTS) -c $(URI)
@@ -12,11 +12,29 @@ run: bootstrap-run
 test: bootstrap-test
 	scripts/libvirtd-up.sh
 	scripts/guest-image.sh
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not systemd"
 
 # Unit and test:///default integration tests only: no daemon needed.
 test-fast: bootstrap-test
 	$(PY) -m pytest -q -m "not e2e"
+
+# The unit file under a real systemd (tests/systemd): a Debian 12 container booted by
+# systemd-nspawn (its tree cached by scripts/systemd-tree.sh), `make install` in it, a
+# private libvirtd bound at its /run/libvirt. Root; ~3-5 min. `.ci/run` runs it when
+# `python -m tests.systemd.container` says the machine can.
+test-systemd: bootstrap-test
+	scripts/systemd-tree.sh >/dev/null
+	$(PY) -m pytest -q -m systemd tests/systemd
+
+# The soak under chaos (tests/soak): the service over SOAK_VMS tiny guests on a private
+# libvirtd while a seeded schedule injects faults; invariants checked all along, figures
+# at the end. Root. SOAK_MINUTES of chaos, then the convergence after the last fault.
+SOAK_MINUTES ?= 30
+SOAK_VMS ?= 50
+SOAK_SEED ?= 20
+SOAK_ARGS ?=
+soak: bootstrap-test
+	$(PY) -m tests.soak --minutes $(SOAK_MINUTES) --vms $(SOAK_VMS) --seed $(SOAK_SEED) $(SOAK_ARGS)
 
 # ruff (its rule set in pyproject.toml), mypy strict over the code and the tests, and
 # import-linter's contracts: the layers, libvirt only in controller/virt, a pure core.
@@ -74,6 +92,13 @@ bench: bootstrap-test
 		$(VENV)/bin/pip install -q --disable-pip-version-check matplotlib py-spy || \
 		echo "bench: matplotlib/py-spy did not install: no plot, no profiles" >&2
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+
+# Storage and seeds (issues 13, 14): images, overlays, seeds, booted guests vs their floors.
+.PHONY: bench-storage
+bench-storage: bootstrap-test
+	scripts/libvirtd-up.sh
+	scripts/guest-image.sh
+	$(PY) benchmarks/storage_bench.py $(BENCH_ARGS)
 
 # Many hosts (issue 7): 3 real test hosts x 10 VMs together vs the slowest host alone.
 bench-multihost: bootstrap-test

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from .errors import HypervisorError, PermanentError, TransientError
 from .model import Action, Step
-from .storage_steps import StepContext, run_storage_step
+from .resource_steps import RESOURCE_ACTIONS, run_resource_step
+from .storage_steps import StepContext, copy_to, migrate_with_volumes, run_storage_step
 from .virt import Hypervisor
 
 NO_CONTEXT = StepContext()
@@ -93,6 +94,8 @@ def execute(
                               else hosts[step.host])
                     if step.action in STORAGE_ACTIONS:
                         run_storage_step(target, name, step, context)
+                    elif step.action in RESOURCE_ACTIONS:
+                        run_resource_step(target, name, step)
                     else:
                         _run(target, name, step, hosts)
         except (TransientError, PermanentError) as error:
@@ -115,7 +118,13 @@ def _run(hypervisor: Hypervisor, name: str, step: Step,
     action = step.action
     if action is Action.MIGRATE:
         assert step.xml is not None and step.to_host is not None and hosts is not None
-        steps.migrate(name, hosts[step.to_host].connection, persist_xml=step.xml)
+        if step.volumes:
+            migrate_with_volumes(hypervisor, hosts[step.to_host], name, step)
+        else:
+            steps.migrate(name, hosts[step.to_host].connection, persist_xml=step.xml)
+    elif action is Action.COPY_VOLUME:
+        assert step.to_host is not None and hosts is not None
+        copy_to(hypervisor, hosts[step.to_host], step)
     elif action is Action.SET_MEMORY:
         assert step.memory_kib is not None
         steps.set_memory_live(name, step.memory_kib)

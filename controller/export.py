@@ -2,8 +2,10 @@
 
 Called by `reconcile export`. The document carries what reconcile models
 (memory, vCPUs, type, arch, machine, disks, interfaces with their MACs,
-state, autostart, UUID) and `adopt: true` when the domain is not managed yet,
-so applying it only marks the domain as managed.
+state, autostart, UUID; firmware, Secure Boot, TPM, CPU, boot order, kernel,
+graphics, serial and guest agent where they differ from a new domain's
+defaults) and `adopt: true` when the domain is not managed yet, so applying it
+only marks the domain as managed.
 
 A disk that is a pool volume is exported as `volume:`/`pool:` with its capacity
 (`volume_sizes`, read by the caller), so adopting it neither creates nor grows it.
@@ -22,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .manifests import DEFAULT_DISK_ROOTS, check_document
-from .model import Observed, Power
+from .model import DomainConfig, Observed, Power
 from .units import format_kib
 
 
@@ -66,8 +68,7 @@ def to_manifest(
         warnings.append(f"{name}: the domain is paused; the manifest says running")
     if not observed.managed:
         spec["adopt"] = True
-    if saved.guest_agent:
-        spec["guestAgent"] = True
+    spec.update(_section8(saved, warnings, name))
     disks = []
     unread = []
     for disk in saved.disks:
@@ -142,6 +143,56 @@ def _problems(document: dict[str, Any], disks: list[dict[str, Any]],
         whole["spec"]["interfaces"] = interfaces
     return [f"{entry.path}: {entry.error}"
             for entry in check_document(whole, disk_roots=disk_roots)]
+
+
+def _section8(saved: DomainConfig, warnings: list[str], name: str) -> dict[str, Any]:
+    """Firmware, CPU, boot and consoles as the domain has them, where they differ from
+    what a new domain gets (what a manifest leaves out, adoption keeps)."""
+    fields: dict[str, Any] = {}
+    if saved.firmware == "efi":
+        fields["firmware"] = "efi"
+        if saved.secure_boot is not None:
+            fields["secureBoot"] = saved.secure_boot
+    if saved.tpm:
+        fields["tpm"] = True
+    cpu = saved.cpu
+    if cpu is not None:
+        item: dict[str, Any] = {}
+        if cpu.mode in ("host-passthrough", "host-model") or (cpu.mode == "custom"
+                                                              and cpu.model):
+            item["mode"] = cpu.mode
+            if cpu.model:
+                item["model"] = cpu.model
+        if cpu.topology is not None:
+            item.update(zip(("sockets", "cores", "threads"), cpu.topology, strict=True))
+        if item:
+            fields["cpu"] = item
+    if saved.boot is not None and saved.boot != ("hd",):
+        fields["boot"] = list(saved.boot)
+    if saved.kernel.path:
+        kernel: dict[str, Any] = {"path": saved.kernel.path}
+        if saved.kernel.initrd:
+            kernel["initrd"] = saved.kernel.initrd
+        if saved.kernel.cmdline:
+            kernel["cmdline"] = saved.kernel.cmdline
+        fields["kernel"] = kernel
+    if saved.graphics in ("vnc", "spice"):
+        if saved.graphics_listen is not None:
+            fields["graphics"] = saved.graphics
+            fields["graphicsListen"] = saved.graphics_listen
+        elif saved.graphics_exposed:
+            warnings.append(f"{name}: graphics: {saved.graphics} on a libvirt network's "
+                            "address: kept as it is, left out of the manifest")
+        else:
+            fields["graphics"] = saved.graphics
+    elif saved.graphics is None:
+        warnings.append(f"{name}: graphics: displays a manifest cannot describe (several, or "
+                        "not vnc or spice): kept as they are, left out of the manifest")
+    if not saved.serial:
+        fields["serial"] = False
+    if saved.guest_agent:
+        fields["guestAgent"] = True
+    return fields
 
 
 def _size(kib: int) -> str:

@@ -10,6 +10,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+# section 8's values, re-exported with the others
+from .hardware import CPU as CPU
+from .hardware import NO_KERNEL as NO_KERNEL
+from .hardware import Kernel as Kernel
+from .resourcemodel import DhcpChange
+
 # The storage values live in storagemodel.py; model is where every layer finds them.
 from .storagemodel import SHARED_POOL_TYPES as SHARED_POOL_TYPES
 from .storagemodel import Backing as Backing
@@ -59,9 +65,19 @@ class Power(enum.Enum):
 
 
 class Action(enum.Enum):
-    """Plan steps, in the only order they may run."""
+    """Plan steps, in the only order they may run (a pass: pools, images, networks, VMs;
+    removal in reverse)."""
 
+    DEFINE_POOL = "define-pool"  # a StoragePool's own plan, before any image's
+    BUILD_POOL = "build-pool"
+    START_POOL = "start-pool"
+    AUTOSTART_POOL = "autostart-pool"
     IMPORT_IMAGE = "import-image"  # an Image's own plan, before any VM's
+    UPDATE_NETWORK = "update-network"  # a Network's own plan: a live DHCP change
+    DEFINE_NETWORK = "define-network"  # its saved definition
+    STOP_NETWORK = "stop-network"  # a restart (no running domain attached) or a removal
+    START_NETWORK = "start-network"
+    AUTOSTART_NETWORK = "autostart-network"
     CREATE_VOLUME = "create-volume"
     GROW_VOLUME = "grow-volume"
     CREATE_SEED = "create-seed"  # a cloud-init seed volume, built and uploaded
@@ -71,11 +87,15 @@ class Action(enum.Enum):
     MIGRATE = "migrate"  # a live move to another host; only in a move plan
     SHUTDOWN = "shutdown"
     DESTROY = "destroy"
+    COPY_VOLUME = "copy-volume"  # a cold move: a volume from the source host to the target
     UNDEFINE = "undefine"
     DEFINE = "define"
     AUTOSTART = "autostart"
     START = "start"
     DELETE_VOLUME = "delete-volume"  # state: absent, onRemove: delete, after the undefine
+    UNDEFINE_NETWORK = "undefine-network"  # after the VMs: removal goes in reverse
+    STOP_POOL = "stop-pool"  # an empty pool only; its folder stays
+    UNDEFINE_POOL = "undefine-pool"
 
 
 class Result(enum.Enum):
@@ -163,6 +183,15 @@ class VMSpec:
     cloud_init: CloudInit | None = None
     # Section 8 (firmware, CPU, boot, consoles). None: the manifest leaves the field out,
     # which keeps what an existing domain has (a new domain gets the default).
+    firmware: str | None = None  # bios | efi (default bios)
+    secure_boot: bool | None = None  # efi only (default false)
+    tpm: bool | None = None  # an emulated TPM 2.0 (default false)
+    cpu: CPU | None = None  # mode, model, topology (default: the hypervisor's)
+    boot: tuple[str, ...] | None = None  # hd | cdrom | network, in order (default hd)
+    kernel: Kernel | None = None  # direct kernel boot; NO_KERNEL removes it (default none)
+    graphics: str | None = None  # none | vnc | spice (default none)
+    graphics_listen: str | None = None  # an address; None: 127.0.0.1 where reconcile adds one
+    serial: bool | None = None  # a pty serial port and console (default true)
     guest_agent: bool | None = None  # the org.qemu.guest_agent.0 channel (default false)
     readiness: Readiness = Readiness.RUNNING
 
@@ -191,6 +220,16 @@ class DomainConfig:
     efi: bool = False  # the firmware is UEFI (a seed cdrom then goes on virtio-scsi)
     #: devices a manifest cannot describe, kept as they are: "disk vdb: a block disk (/dev/x)"
     kept: tuple[str, ...] = ()
+    firmware: str = "bios"  # bios | efi (a pflash loader or an NVRAM is efi)
+    secure_boot: bool | None = False  # None: EFI auto-selection chooses (no feature says)
+    tpm: bool = False  # any <tpm> device
+    cpu: CPU | None = None  # None: no <cpu> element
+    boot: tuple[str, ...] | None = ("hd",)  # None: per-device boot order, or other devices
+    kernel: Kernel = NO_KERNEL
+    graphics: str | None = "none"  # None: several, or another type (sdl, rdp, egl-headless)
+    graphics_listen: str | None = None  # the address it listens on, when one is written
+    graphics_exposed: bool = False  # it listens beyond loopback (an address, or a network)
+    serial: bool = False  # a <serial>, or a <console> of target type serial
     guest_agent: bool = False  # a virtio channel named org.qemu.guest_agent.0
     virtio_serial: bool = False  # a virtio-serial controller: a channel can be hot-plugged
 
@@ -281,7 +320,10 @@ class Step:
     to_host: str | None = None  # migrate: the destination host
     volume: VolumeWant | None = None  # create-volume, grow-volume, delete-volume
     image: ImageSpec | None = None  # import-image
+    dhcp: DhcpChange | None = None  # update-network
     seed: SeedWant | None = None  # create-seed
+    #: migrate: the target's volumes the migration copies the disks into (made first)
+    volumes: tuple[VolumeWant, ...] = ()
 
     def to_json(self) -> dict[str, str]:
         return {"action": self.action.value, "reason": self.reason}
@@ -336,7 +378,7 @@ class Outcome:
     cause: Cause = Cause.NONE
     retry_after: float | None = None  # with Cause.RETRY: not before this many seconds
     orphan: bool = False  # about a managed domain that no manifest names
-    kind: str = "vm"  # what it is about: "vm", "image"
+    kind: str = "vm"  # what it is about: "vm", "image", "network", "pool"
     guest: GuestInfo | None = None  # addresses and agent, when they were read (readiness.py)
 
     def to_json(self) -> dict[str, object]:

@@ -10,16 +10,28 @@ import re
 from collections.abc import Mapping
 
 from .hosts import Host, Hosts
-from .model import ImageSpec, Observed, VMSpec, VolumeInfo
+from .manifests import LoadResult
+from .model import DesiredState, ImageSpec, Observed, VMSpec, VolumeInfo
+from .observing_moves import move_storage_of
 from .planner import Copy, Machines, Situation
 from .planner.storage import StorageView
+from .resourcekinds import ResourceStates, vm_blocker
 from .virt import Listing
 from .virt.storagexml import marker_name
 
 
 def observe(spec: VMSpec, host: Host, hosts: Hosts, listing: Listing | None, *,
-            images: Mapping[str, ImageSpec], dry_run: bool = False) -> Situation:
+            images: Mapping[str, ImageSpec], dry_run: bool = False,
+            load: LoadResult | None = None,
+            resources: ResourceStates | None = None) -> Situation:
+    """`load` and `resources` (the manifests, what the networks' and pools' own
+    reconciles found): whether a network or pool the VM needs stands in the way."""
     here = host.hypervisor.domains.observe(spec.name, listing)
+    blocked = None
+    if load is not None and resources is not None:
+        where = f" on host {host.label}" if hosts.several else ""
+        blocked = vm_blocker(spec, host.hypervisor, host=host.name, where=where, load=load,
+                             states=resources, exists=here.exists)
     copies: list[Copy] = []
     unknown: tuple[str, ...] = ()
     if hosts.several:
@@ -27,10 +39,16 @@ def observe(spec: VMSpec, host: Host, hosts: Hosts, listing: Listing | None, *,
         if not unknown:
             copies = copies_elsewhere(spec.name, host, hosts)
     observed = [here] + [copy.observed for copy in copies]
+    storage = storage_of(spec, host, here, images, dry_run=dry_run)
+    moving = None
+    if len(copies) == 1 and spec.state is not DesiredState.ABSENT:
+        moving = move_storage_of(spec, source=hosts[copies[0].host], target=host,
+                                 src=copies[0].observed, target_view=storage, images=images)
     return Situation(host=host.name, here=here, copies=tuple(copies), unknown=unknown,
                      machines=machines_of(spec, host, observed),
-                     storage=storage_of(spec, host, here, images, dry_run=dry_run)
-                     if not copies else None)
+                     cpu_models=cpu_models_of(spec, host, here),
+                     storage=storage if not copies else None, move_storage=moving,
+                     blocked=blocked)
 
 
 def storage_of(spec: VMSpec, host: Host, here: Observed, images: Mapping[str, ImageSpec], *,
@@ -54,6 +72,9 @@ def storage_of(spec: VMSpec, host: Host, here: Observed, images: Mapping[str, Im
     image_volumes = {name: storage.volume(images[name].pool, images[name].volume)
                      for name in sorted(wanted & missing)}
     live = frozenset(disk.target for disk in here.live.disks) if here.live else frozenset()
+    in_use = frozenset((disk.pool, disk.volume) for disk in here.live.disks
+                       if disk.pool and disk.volume) if here.live and here.persistent \
+        else frozenset()
     planned = frozenset(name for name, volume in image_volumes.items()
                         if dry_run and (volume is None or volume.partial))
     seeds: frozenset[str] = frozenset()
@@ -64,7 +85,7 @@ def storage_of(spec: VMSpec, host: Host, here: Observed, images: Mapping[str, Im
                           and marker_name(name) not in names)
     return StorageView(volumes=volumes, images={name: images[name] for name in wanted},
                        image_volumes=image_volumes, live_targets=live,
-                       planned_imports=planned, seeds=seeds)
+                       planned_imports=planned, seeds=seeds, in_use=in_use)
 
 
 def copies_elsewhere(name: str, target: Host, hosts: Hosts) -> list[Copy]:
@@ -98,3 +119,15 @@ def machines_of(spec: VMSpec, host: Host, observed: list[Observed]) -> Machines 
         assert config.machine is not None
         machines[config.machine] = canonical(config.type, config.arch, config.machine)
     return machines
+
+
+def cpu_models_of(spec: VMSpec, host: Host, here: Observed) -> frozenset[str] | None:
+    """The CPU models the VM's host knows for its type, arch and machine (cached there):
+    only when the manifest names a model, the only case the planner checks them."""
+    if spec.cpu is None or not spec.cpu.model:
+        return None
+    saved = here.saved
+    machine = spec.machine or (saved.machine if saved else None) or (
+        "q35" if spec.firmware == "efi" else None)
+    return host.hypervisor.domains.cpu_models(spec.type, spec.arch or (saved.arch if saved
+                                                                       else None), machine)

@@ -21,7 +21,13 @@ from .manifests import LoadResult
 from .model import Cause, Outcome, Result
 from .planner.orphans import left_as_is, prune_verdict
 from .reconciler import Reconciler
+from .resourcekinds import KINDS, NETWORK, POOL, ResourceKind, placed_on
+from .resourcemodel import Presence
+from .resources_reconcile import converge, listed_orphans, reconcile_orphan
 from .unnamed import manifests_view
+
+#: How output orders the outcomes of one host: what VMs need first, as a pass makes them.
+KIND_ORDER = {"pool": 0, "image": 1, "network": 2, "vm": 3}
 
 
 @dataclass
@@ -67,8 +73,30 @@ def run_pass(reconciler: Reconciler, load: LoadResult, *, workers: int,
             chosen = left if left_as_is(domain, mark.source, view) else orphans
             chosen.setdefault(domain, name)
     report.orphans = sorted(orphans)
+    reconciler.resources.begin_pass()
+    spare, kept, unlisted = listed_orphans(
+        reconciler, load, [hosts[name] for name in sorted(own) if hosts[name].is_listed])
+    orphan_count = len(orphans) + len(spare)
 
-    # Images first: every VM made from one finds it imported on its host.
+    def resources(kind: ResourceKind, state: Presence) -> None:
+        specs = [spec for _, spec in sorted(kind.specs(load).items())
+                 if spec.state is state and placed_on(spec, hosts.default_name) in own]
+        report.outcomes.extend(run_all([partial(converge, reconciler, kind, spec)
+                                        for spec in specs], workers, progress))
+
+    def resource_orphans(kind: ResourceKind) -> None:
+        jobs: list[Callable[[], Outcome | None]] = [
+            partial(reconcile_orphan, reconciler, kind, name, host, count=orphan_count)
+            for orphan_kind, name, host in spare + kept if orphan_kind is kind]
+        found = run_all(jobs, workers, None)
+        for outcome in found:
+            if outcome is not None:
+                report.outcomes.append(outcome)
+                if progress:
+                    progress(outcome)
+
+    # Pools, images, networks, then VMs: every VM finds what it needs on its host.
+    resources(POOL, Presence.PRESENT)
     images = [name for name in sorted(load.images) if hosts_needing(name, load, reconciler)]
     for found in run_all([partial(reconciler.reconcile_image, name) for name in images],
                          workers, None):
@@ -76,14 +104,18 @@ def run_pass(reconciler: Reconciler, load: LoadResult, *, workers: int,
         for outcome in found:
             if progress:
                 progress(outcome)
+    resources(NETWORK, Presence.PRESENT)
 
     jobs: list[tuple[str, Callable[[], Outcome]]] = [
         (hosts.host_of(spec), partial(reconciler.reconcile_spec, spec)) for spec in specs]
     jobs += [(host, partial(reconciler.reconcile, name)) for name, host in left.items()]
     if report.unreachable and reconciler.prune:
         report.prune_note = f"host(s) {', '.join(report.unreachable)} unreachable: not pruned"
-    if reconciler.prune and orphans:
-        verdict = prune_verdict(view, orphans=len(orphans), max_prune=reconciler.max_prune)
+    if unlisted and reconciler.prune:
+        report.prune_note = (f"networks and pools of {', '.join(unlisted)} unknown: "
+                             "not pruned there")
+    if reconciler.prune and orphan_count:  # --max-prune counts every kind together
+        verdict = prune_verdict(view, orphans=orphan_count, max_prune=reconciler.max_prune)
         report.prune_note = verdict.refusal or report.prune_note
         if verdict.fails:
             for name, host in orphans.items():
@@ -92,13 +124,17 @@ def run_pass(reconciler: Reconciler, load: LoadResult, *, workers: int,
                                   multi_host=hosts.several)
                 report.outcomes.append(outcome)
         elif verdict.allowed:
-            pruner = replace(reconciler, orphans_in_pass=len(orphans))
+            pruner = replace(reconciler, orphans_in_pass=orphan_count)
             jobs += [(host, partial(pruner.reconcile, name)) for name, host in orphans.items()]
     outcomes = run_per_host(jobs, workers, progress)
     report.outcomes += [outcome for outcome in outcomes
                         if not (outcome.result is Result.UNCHANGED and outcome.spec is None)]
-    report.outcomes.sort(key=lambda outcome: (outcome.kind != "image", outcome.host or "",
-                                              outcome.name))
+    # Removal goes in reverse: networks once no VM of this pass needs them, pools last.
+    for kind in reversed(KINDS):
+        resources(kind, Presence.ABSENT)
+        resource_orphans(kind)
+    report.outcomes.sort(key=lambda outcome: (outcome.host or "",
+                                              KIND_ORDER.get(outcome.kind, 9), outcome.name))
     return report
 
 

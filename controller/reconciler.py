@@ -38,6 +38,8 @@ from .model import (
 from .observing import machines_of, observe
 from .planner import Situation, plan, plan_placement, preview_arrival
 from .planner.disks import disk_clash, disks_to_check, volumes_to_check
+from .resourcekinds import ResourceStates, kind_of_key
+from .resources_reconcile import reconcile_resource
 from .storage_steps import StepContext
 from .unnamed import reconcile_unnamed
 from .virt import Listing
@@ -98,10 +100,18 @@ class Reconciler:
     #: A pass's count of orphans; None: count them afresh on each host (the service).
     orphans_in_pass: int | None = None
     step_context: StepContext = field(default_factory=StepContext)
+    #: what the last reconcile of each network and pool found (shared by copies)
+    resources: ResourceStates = field(default_factory=ResourceStates)
 
     def reconcile_image(self, name: str) -> list[Outcome]:
         """Import the Image `name` on each host this run handles that needs it."""
         return reconcile_image(self, name)
+
+    def reconcile_resource(self, key: str) -> list[Outcome]:
+        """The network or storage pool of a key ("network:lab", "pool:vmstore"): on its
+        host, and as an orphan wherever else it is managed."""
+        found = kind_of_key(key)
+        return reconcile_resource(self, *found) if found is not None else []
 
     # --- one name ----------------------------------------------------------------------
 
@@ -165,6 +175,7 @@ class Reconciler:
     def _converge(self, spec: VMSpec, host: Host, listing: Listing | None) -> Outcome:
         done: list[Step] = []
         shown: list[Change] = []  # the changes of the plans executed, for the outcome
+        said: list[str] = []  # the notes of the plans executed (a move's kept volumes)
         last_error: HypervisorError | None = None
         first: Observed | None = None  # as seen before any step ran: what outcomes show
 
@@ -174,15 +185,16 @@ class Reconciler:
 
         for _ in range(ROUNDS):
             try:
-                situation = observe(spec, host, self.hosts, listing,
-                                    images=self.manifests.current().images,
-                                    dry_run=self.dry_run)
+                load = self.manifests.current()
+                situation = observe(spec, host, self.hosts, listing, images=load.images,
+                                    dry_run=self.dry_run, load=load, resources=self.resources)
                 listing = None  # later rounds look the domain up afresh
                 if first is None:
                     first = situation.copies[0].observed if situation.copies else situation.here
                 the_plan = plan_placement(spec, situation)
                 shown += [change for change in the_plan.changes if change not in shown]
-                outcome = self._settled(spec, the_plan, situation, done, first, tuple(shown))
+                outcome = self._settled(spec, the_plan, situation, done, first, tuple(shown),
+                                        said)
                 if outcome is not None:
                     return outcome
                 kept = _kept(the_plan, done)
@@ -193,6 +205,8 @@ class Reconciler:
                     return Outcome(spec.name, spec.source, Result.CONFLICT, steps=done,
                                    error=clash, changes=tuple(shown), observed=first,
                                    cause=Cause.TERMINAL)
+                if the_plan.note and the_plan.note not in said:
+                    said.append(the_plan.note)
                 done += self.execute(spec.name, host, the_plan.steps)
                 if the_plan.moves:
                     done += self._arrive(spec, host, situation)
@@ -216,10 +230,12 @@ class Reconciler:
         return failed(last_error or "the domain kept changing while being reconciled")
 
     def _settled(self, spec: VMSpec, the_plan: Plan, situation: Situation, done: list[Step],
-                 first: Observed, shown: tuple[Change, ...]) -> Outcome | None:
+                 first: Observed, shown: tuple[Change, ...],
+                 said: list[str]) -> Outcome | None:
         """The outcome when the plan is not to be executed: a conflict, a refusal,
         nothing (more) to do, suspended, or a dry run. None when the steps should run.
-        `shown`: the changes of this plan and of the plans already executed."""
+        `shown`: the changes of this plan and of the plans already executed; `said`:
+        the notes of those executed (said with a converged or unchanged outcome)."""
         def outcome(result: Result, cause: Cause = Cause.NONE, **extra: object) -> Outcome:
             return Outcome(spec.name, spec.source, result, changes=shown, observed=first,
                            cause=cause, **extra)  # type: ignore[arg-type]
@@ -232,7 +248,9 @@ class Reconciler:
         if not the_plan.steps:
             if the_plan.restart_pending:
                 return outcome(Result.RESTART_PENDING, steps=done, note=the_plan.restart_pending)
-            return outcome(Result.CONVERGED if done else Result.UNCHANGED, steps=done)
+            notes = dict.fromkeys([*said, *([the_plan.note] if the_plan.note else [])])
+            return outcome(Result.CONVERGED if done else Result.UNCHANGED, steps=done,
+                           note="; ".join(notes) or None)
         if not (spec.suspend or self.dry_run):
             return None
         steps = list(the_plan.steps)
@@ -241,7 +259,9 @@ class Reconciler:
         if spec.suspend:
             return outcome(Result.SUSPENDED, steps=steps,
                            note="drift found; spec.suspend is set, nothing was changed")
-        return outcome(Result.PLANNED, steps=steps, note=the_plan.restart_pending)
+        return outcome(Result.PLANNED, steps=steps,
+                       note="; ".join(note for note in (the_plan.restart_pending,
+                                                        the_plan.note) if note) or None)
 
     def _disk_clash(self, spec: VMSpec, host: Host, here: Observed, the_plan: Plan) -> (
             str | None):

@@ -18,18 +18,34 @@ from .units import format_kib
 
 
 def to_json(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Sequence[str],
-            *, images: bool = False) -> str:
+            *, images: bool = False, pools: bool = False, networks: bool = False) -> str:
     """Exactly the contract's object: {"vms": [...], "invalid": [...], "orphans": [...]},
-    and "images": [...] when the manifests declare Images."""
+    and "images", "pools", "networks": [...] when the manifests declare that kind (or a
+    managed one no manifest declares was found: it says "orphan": true). "orphans"
+    names domains only."""
     document: dict[str, object] = {
         "vms": [outcome.to_json() for outcome in outcomes if outcome.kind == "vm"],
         "invalid": [entry.to_json() for entry in invalid],
         "orphans": list(orphans),
     }
-    if images:
-        document["images"] = [outcome.to_json() for outcome in outcomes
-                              if outcome.kind == "image"]
+    for key, kind, declared in (("images", "image", images), ("pools", "pool", pools),
+                                ("networks", "network", networks)):
+        found = [_resource_json(outcome) for outcome in outcomes if outcome.kind == kind]
+        if declared or found:
+            document[key] = found
     return json.dumps(document, ensure_ascii=False, indent=None)
+
+
+def _resource_json(outcome: Outcome) -> dict[str, object]:
+    data = outcome.to_json()
+    if outcome.orphan:
+        data["orphan"] = True
+    return data
+
+
+def _is_spare(outcome: Outcome) -> bool:
+    """A network or pool no manifest declares, left as it is: said in the orphans line."""
+    return outcome.orphan and outcome.kind != "vm" and outcome.result is Result.UNCHANGED
 
 
 class Kind(enum.Enum):
@@ -47,12 +63,25 @@ class Kind(enum.Enum):
         return self.value[0]
 
 
+_RESOURCE_DEFINES = frozenset({Action.DEFINE_NETWORK, Action.DEFINE_POOL})
+_RESOURCE_REMOVES = frozenset({Action.UNDEFINE_NETWORK, Action.UNDEFINE_POOL,
+                               Action.STOP_POOL})
+
+
 def kind_of(outcome: Outcome) -> Kind:
     actions = {step.action for step in outcome.steps}
     if outcome.result in (Result.FAILED, Result.CONFLICT):
         return Kind.TROUBLE
     if not actions:
         return Kind.NOOP
+    if outcome.kind in ("network", "pool"):
+        if actions & _RESOURCE_REMOVES:
+            return Kind.REMOVE
+        if {Action.STOP_NETWORK, Action.START_NETWORK} <= actions:
+            return Kind.RESTART
+        if actions & _RESOURCE_DEFINES and not outcome.changes:
+            return Kind.CREATE
+        return Kind.REMOVE if outcome.result is Result.PRUNED else Kind.UPDATE
     if Action.IMPORT_IMAGE in actions:
         return Kind.CREATE
     existed = outcome.observed is None or outcome.observed.exists
@@ -86,7 +115,11 @@ def to_text(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Se
             notes: Sequence[str] = (), *, pruning: bool = False, dry_run: bool = False,
             style: Style = PLAIN) -> str:
     """One line per VM with its plan symbol and result, then its field changes and
-    steps, then invalid manifests, orphans, notes, and a summary line."""
+    steps, then invalid manifests, orphans, notes, and a summary line. Pools, images
+    and networks come before the VMs of their host."""
+    spare = [f"{outcome.kind} {outcome.name}" for outcome in outcomes if _is_spare(outcome)]
+    outcomes = [outcome for outcome in outcomes if not _is_spare(outcome)]
+    orphans = [*orphans, *spare]
     lines: list[str] = []
     width = max((len(outcome.name) + (len(outcome.kind) + 1 if outcome.kind != "vm" else 0)
                  for outcome in outcomes), default=0)
@@ -104,9 +137,12 @@ def to_text(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Se
             for change in outcome.changes:
                 restart = " (restart)" if change.needs_restart else ""
                 lines.append(f"      {change.field}: {change.old} → {change.new}{restart}")
+        # resources' actions are longer ("autostart-network"): aligned among themselves
+        pad = 10 if outcome.kind in ("vm", "image") else max(
+            (len(step.action.value) for step in outcome.steps), default=10)
         for step in outcome.steps:
             where = f" (on {step.host or '(-c)'})" if step.host is not None else ""
-            lines.append(f"      {step.action.value:<10} {step.reason}{where}")
+            lines.append(f"      {step.action.value:<{pad}} {step.reason}{where}")
         if outcome.note:
             lines.append(f"      note: {outcome.note}")
         if outcome.guest is not None and outcome.guest.running:  # read for --wait
@@ -129,7 +165,7 @@ def to_text(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Se
 def summary(outcomes: Sequence[Outcome], invalid: Sequence[Invalid], orphans: Sequence[str],
             *, dry_run: bool = False) -> str:
     """'Plan: 3 to create, 1 to update, 1 to restart, 0 to remove; 12 unchanged.'"""
-    kinds = Counter(kind_of(outcome) for outcome in outcomes)
+    kinds = Counter(kind_of(outcome) for outcome in outcomes if not _is_spare(outcome))
     results = Counter(outcome.result for outcome in outcomes)
     changing = (Kind.CREATE, Kind.UPDATE, Kind.RESTART, Kind.REMOVE)
     if dry_run:

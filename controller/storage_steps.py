@@ -1,5 +1,6 @@
 """Runs the storage steps of a plan on a host: import-image, create-volume, grow-volume,
-delete-volume. Called by the executor, under the lock of the VM (or image) the steps
+delete-volume; and those of a move between two hosts: copy-volume, a migrate that copies
+disks. Called by the executor, under the lock of the VM (or image) the steps
 belong to; each step is safe to repeat after a kill -9 (the partial rule of
 controller/virt/volumes.py: an interrupted write is made again, never used).
 
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PermanentError, TransientError
+from .errors import HypervisorError, PermanentError, TransientError
 from .model import Action, Step
 from .virt import Hypervisor
 from .virt.storage import Check
@@ -43,7 +44,9 @@ def run_storage_step(hypervisor: Hypervisor, name: str, step: Step,
     elif step.action is Action.CREATE_VOLUME:
         assert want is not None
         storage.ensure_pool(want.pool)
-        if want.copy_of is not None:
+        if want.finish:
+            storage.clear_partial(want.pool, want.name)
+        elif want.copy_of is not None:
             storage.copy(want.pool, want.name, source_pool=want.copy_of[0],
                          source_name=want.copy_of[1], capacity=want.capacity,
                          format=want.format)
@@ -121,3 +124,37 @@ def _close(progress: Progress | None) -> None:
     close = getattr(progress, "close", None)
     if callable(close):
         close()
+
+
+def copy_to(source: Hypervisor, target: Hypervisor, step: Step) -> None:
+    """copy-volume of a cold move: the source's volume on the target, verified."""
+    want = step.volume
+    assert want is not None
+    target.storage.ensure_pool(want.pool)
+    source.storage.carry_to(target.storage, want.pool, want.name,
+                            where=f"host {step.to_host or '(-c)'}")
+
+
+def migrate_with_volumes(source: Hypervisor, target: Hypervisor, name: str,
+                         step: Step) -> None:
+    """A live move whose disks libvirt copies: their volumes are made on the target
+    first (partial until the migration is done), then the domain migrates."""
+    assert step.xml is not None
+    for pool in dict.fromkeys(want.pool for want in step.volumes):
+        target.storage.ensure_pool(pool)
+    disks = [want.target for want in step.volumes if want.target]
+    with target.storage.receiving(step.volumes) as keep:
+        try:
+            source.steps.migrate(name, target.connection, persist_xml=step.xml, disks=disks)
+        except HypervisorError:
+            if _arrived(target, name):  # failed after the switch-over: the guest runs there
+                keep()
+            raise
+
+
+def _arrived(target: Hypervisor, name: str) -> bool:
+    try:
+        seen = target.domains.observe(name)
+    except HypervisorError:
+        return False
+    return seen.exists and seen.persistent and seen.power.active

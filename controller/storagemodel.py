@@ -103,8 +103,11 @@ class VolumeWant:
     capacity: int | None = None
     backing: Backing | None = None
     copy_of: tuple[str, str] | None = None  # (pool, volume)
-    target: str | None = None  # the disk's target, to grow it live
+    target: str | None = None  # the disk's target, to grow it live (or to migrate it)
     live: bool = False  # grow-volume: through the running domain
+    #: create-volume: only clear the partial marker of a volume a running domain already
+    #: uses (a live move that ended before its marker was cleared)
+    finish: bool = False
 
 
 @dataclass(frozen=True)

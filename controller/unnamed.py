@@ -16,6 +16,7 @@ from .hosts import Host
 from .manifests import LoadResult
 from .model import Cause, Observed, Outcome, Result
 from .planner.orphans import Manifests, left_as_is, plan_orphan, prune_verdict
+from .resourcekinds import count_orphans
 
 if TYPE_CHECKING:
     from .reconciler import Reconciler
@@ -91,7 +92,7 @@ def _orphan(r: Reconciler, name: str, host: Host, observed: Observed) -> Outcome
     view = manifests_view(fresh)
     count = r.orphans_in_pass
     if count is None and view.complete:
-        count = _count_orphans(r, fresh, view)
+        count = count_all_orphans(r, fresh, view)
     verdict = prune_verdict(view, orphans=count or 0, max_prune=r.max_prune)
     the_plan = plan_orphan(observed, verdict)
     if the_plan.failure:
@@ -107,15 +108,18 @@ def _orphan(r: Reconciler, name: str, host: Host, observed: Observed) -> Outcome
                        error=str(failure.error))
     return outcome(Result.PRUNED, steps=done)
 
-def _count_orphans(r: Reconciler, load: LoadResult, view: Manifests) -> int:
-    """The orphans on every usable host this run handles, counted afresh."""
+def count_all_orphans(r: Reconciler, load: LoadResult, view: Manifests) -> int:
+    """The orphans of every kind (domains, networks, pools) on every usable host this run
+    handles, counted afresh: --max-prune counts them together."""
     named = frozenset(load.specs) | frozenset(load.invalid_names)
     count = 0
+    usable = {}
     for host_name in r.scope():
         host = r.hosts.get(host_name)
         if host is None or not host.usable:
             continue
+        usable[host.name] = host.hypervisor
         marks = host.hypervisor.domains.managed(skip=named)
         count += sum(1 for name, mark in marks.items()
                      if not left_as_is(name, mark.source, view))
-    return count
+    return count + count_orphans(usable, load, view, default=r.hosts.default_name)

@@ -314,7 +314,8 @@ class ManifestSet:
                                    extra_hosts=self.extra_hosts)
             self._load = after
             first, self._loaded = not self._loaded, True
-            if before.specs != after.specs:
+            if (before.specs, before.networks, before.pools) != (
+                    after.specs, after.networks, after.pools):  # what a prune may act on
                 self.changed_at = time.monotonic()
         _log_differences(before, after, first=first)
         return Reload(after, changed_names(before, after, touched), before)

@@ -7,6 +7,20 @@ set -euo pipefail
 if [ "$(id -u)" -eq 0 ] && [ -e /dev/kvm ]; then
     chmod 0666 /dev/kvm
 fi
+# swtpm's local CA (/var/lib/swtpm-localca, from swtpm-tools) must be the tss user's.
+# libvirtd runs swtpm_setup as tss when that user exists at the daemon's start, else as
+# root: a libvirtd started before swtpm-tools was installed (it creates tss) makes a CA
+# owned by root, and once libvirtd restarts every TPM domain fails to start ("Could not
+# run '/usr/bin/swtpm_setup'"; the swtpm log: "Need read/write rights on
+# /var/lib/swtpm-localca/.lock.swtpm-localca for user tss"). Done before the early exit.
+localca=/var/lib/swtpm-localca
+if [ "$(id -u)" -eq 0 ] && [ -d "$localca" ] && getent passwd tss >/dev/null; then
+    find "$localca" -mindepth 1 ! -user tss -exec chown -h tss:tss {} +
+    if [ "$(stat -c %U "$localca")" != tss ]; then
+        chown tss:root "$localca"  # what swtpm-tools' postinst makes, mode 0750
+        chmod 0750 "$localca"
+    fi
+fi
 if virsh -c qemu:///system version >/dev/null 2>&1; then
     exit 0
 fi

@@ -18,9 +18,13 @@ import itertools
 import sys
 import threading
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import libvirt
+
+T = TypeVar("T")
 
 
 def domain_xml(name: str, *, memory_mib: int, virt_type: str, uuid: str | None = None) -> str:
@@ -42,34 +46,42 @@ def domain_xml(name: str, *, memory_mib: int, virt_type: str, uuid: str | None =
     return ET.tostring(root, encoding="unicode")
 
 
-def main(argv: list[str]) -> int:
-    uri, mode, workers, connections, memory_mib, virt_type, *names = argv
+def in_pool(uri: str, *, workers: int, connections: int,
+            job: Callable[[libvirt.virConnect, T], None], items: Sequence[T]) -> None:
+    """`job(conn, item)` for every item, in a pool of `workers` threads, each thread
+    keeping one of `connections` connections (also used by floors/storage.py)."""
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-    conns = [libvirt.open(uri) for _ in range(int(connections))]
+    conns = [libvirt.open(uri) for _ in range(connections)]
     turn = itertools.cycle(conns)
     mine = threading.local()
 
-    def conn() -> libvirt.virConnect:
+    def run(item: T) -> None:
         if not hasattr(mine, "conn"):  # each thread keeps one connection
             mine.conn = next(turn)
-        return mine.conn
+        job(mine.conn, item)
 
-    def cold(name: str) -> None:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(run, items))
+    for each in conns:
+        each.close()
+
+
+def main(argv: list[str]) -> int:
+    uri, mode, workers, connections, memory_mib, virt_type, *names = argv
+
+    def cold(conn: libvirt.virConnect, name: str) -> None:
         xml = domain_xml(name, memory_mib=int(memory_mib), virt_type=virt_type)
-        conn().defineXML(xml).create()
+        conn.defineXML(xml).create()
 
-    def change(name: str) -> None:
-        dom = conn().lookupByName(name)
+    def change(conn: libvirt.virConnect, name: str) -> None:
+        dom = conn.lookupByName(name)
         uuid = dom.UUIDString()  # kept in the handle: no call to libvirtd
         dom.destroy()
         xml = domain_xml(name, memory_mib=int(memory_mib), virt_type=virt_type, uuid=uuid)
-        conn().defineXML(xml).create()
+        conn.defineXML(xml).create()
 
     job = {"cold": cold, "change": change}[mode]
-    with ThreadPoolExecutor(max_workers=int(workers)) as pool:
-        list(pool.map(job, names))
-    for each in conns:
-        each.close()
+    in_pool(uri, workers=int(workers), connections=int(connections), job=job, items=names)
     print(len(names))
     return 0
 

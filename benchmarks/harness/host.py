@@ -143,14 +143,16 @@ def prepare_kvm() -> str:
 
 @contextmanager
 def interrupts_raise() -> Iterator[None]:
-    """SIGTERM ends the benchmark like Ctrl-C does, so the cleanup in `finally` runs."""
+    """SIGTERM and SIGHUP (the terminal closed) end the benchmark like Ctrl-C does, so
+    the cleanup in `finally` runs."""
     def handler(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def clean_up(*, host: Host | None, prefix: str, tmp: Path) -> None:

@@ -34,11 +34,23 @@ from .parser import (
 __all__ = ["host_options", "main", "main_parser", "once_exit_code"]
 
 
+class _JournalFormatter(logging.Formatter):
+    """Under journald: "<N>LEVEL message", where <N> is the line's syslog priority
+    (sd-daemon(3)); journald strips it into PRIORITY, so `journalctl -p warning` works."""
+
+    PRIORITIES = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+                  logging.CRITICAL: 2}
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = self.PRIORITIES.get(record.levelno, 6)
+        return f"<{priority}>{super().format(record)}"
+
+
 def _setup_logging(verbosity: int, *, default: int = logging.WARNING) -> None:
     level = {0: default, 1: min(default, logging.INFO)}.get(verbosity, logging.DEBUG)
     handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):
-        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        handler.setFormatter(_JournalFormatter("%(levelname)s %(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s reconcile %(levelname)s %(message)s",
                                                "%H:%M:%S"))
@@ -58,13 +70,17 @@ def _run(argv: list[str]) -> int:
         return commands.cmd_status(Settings.from_args(args))
     if argv and argv[0] == "export":
         args = export_parser().parse_args(argv[1:])
-        if not args.names and not args.all:
-            raise UsageError("name a domain, or use --all")
-        if args.names and args.all:
-            raise UsageError("--all takes no domain names")
+        named = args.names or args.networks or args.pools
+        if not named and not args.all:
+            raise UsageError("name a domain (or --network NAME, --pool NAME), or use --all")
+        if named and args.all:
+            raise UsageError("--all takes no names")
+        if args.kind != "vm" and not args.all:
+            raise UsageError("--kind goes with --all")
         _setup_logging(args.verbose)
         return commands.cmd_export(Settings.from_args(args), args.names, every=args.all,
-                                   unmanaged=args.unmanaged)
+                                   unmanaged=args.unmanaged, networks=args.networks,
+                                   pools=args.pools, kind=args.kind)
     if argv and argv[0] == "schema":
         schema_parser().parse_args(argv[1:])
         return commands.cmd_schema()

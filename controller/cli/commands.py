@@ -92,8 +92,11 @@ def cmd_validate(settings: Settings) -> int:
             emit(f"invalid: {entry}")
         if load.problem:
             emit(f"note: {load.problem}")
-        emit(f"{len(load.specs)} valid VM manifest{'s' if len(load.specs) != 1 else ''}, "
-             f"{len(load.invalid)} invalid")
+        resources = "".join(f", {len(found)} {label}{'s' if len(found) != 1 else ''}"
+                            for label, found in (("pool", load.pools),
+                                                 ("network", load.networks)) if found)
+        emit(f"{len(load.specs)} valid VM manifest{'s' if len(load.specs) != 1 else ''}"
+             f"{resources}, {len(load.invalid)} invalid")
     return EXIT_INVALID if load.invalid else EXIT_OK
 
 
@@ -147,7 +150,8 @@ def cmd_once(settings: Settings) -> int:
         for note in notes:  # the JSON object holds the contract's keys only
             log.warning("%s", note)
         output = render.to_json(report.outcomes, load.invalid, report.orphans,
-                                images=bool(load.images))
+                                images=bool(load.images), pools=bool(load.pools),
+                                networks=bool(load.networks))
     else:
         output = render.to_text(report.outcomes, load.invalid, report.orphans, notes,
                                 pruning=settings.prune, dry_run=dry_run, style=_style())
@@ -247,19 +251,25 @@ def _ansible(outcomes: list[Outcome], load: LoadResult) -> int:
 # --- export, schema, the service ------------------------------------------------------------
 
 def cmd_export(settings: Settings, names: Sequence[str], *, every: bool,
-               unmanaged: bool) -> int:
+               unmanaged: bool, networks: Sequence[str] = (), pools: Sequence[str] = (),
+               kind: str = "vm") -> int:
+    """`kind`: what --all exports (vm, network, pool, all); networks and pools come
+    first, as a pass creates them."""
     import yaml
 
     from ..export import NotExportable, to_manifest
     from ..virt import Hypervisor
+    from .export_resources import export_resources
 
     hypervisor = Hypervisor.open(settings.connect, readonly=True)
     hypervisor.connection.connect()
     try:
+        documents, failed = export_resources(hypervisor, settings, networks=networks,
+                                             pools=pools, every=kind if every else None)
         wanted = list(names)
         if every:
-            wanted = hypervisor.domains.names(unmanaged_only=unmanaged)
-        documents, failed = [], False
+            wanted = (hypervisor.domains.names(unmanaged_only=unmanaged)
+                      if kind in ("vm", "all") else [])
         for name in wanted:
             observed = hypervisor.domains.observe(name)
             if not observed.exists:

@@ -146,16 +146,25 @@ def status_parser() -> argparse.ArgumentParser:
 
 def export_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="reconcile export",
-                     description="Print manifests for existing domains, with adopt: true for "
-                                 "domains not managed yet, so a host can be brought under "
-                                 "reconcile in one step.",
+                     description="Print manifests for existing domains (and networks and "
+                                 "storage pools), with adopt: true for those not managed yet, "
+                                 "so a host can be brought under reconcile in one step.",
                      epilog="examples:\n  reconcile export web-1 > manifests/web-1.yaml\n"
-                            "  reconcile export --all --unmanaged > manifests/adopted.yaml",
+                            "  reconcile export --all --unmanaged > manifests/adopted.yaml\n"
+                            "  reconcile export --network lab --pool vmstore > "
+                            "manifests/host.yaml\n"
+                            "  reconcile export --all --kind network",
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", metavar="NAME", nargs="*", help="domain names")
     parser.add_argument("--all", action="store_true", help="every domain on the host")
     parser.add_argument("--unmanaged", action="store_true",
                         help="with --all: only domains reconcile does not manage yet")
+    parser.add_argument("--network", metavar="NAME", action="append", dest="networks",
+                        default=[], help="a network's manifest (repeatable)")
+    parser.add_argument("--pool", metavar="NAME", action="append", dest="pools", default=[],
+                        help="a storage pool's manifest (repeatable)")
+    parser.add_argument("--kind", choices=("vm", "network", "pool", "all"), default="vm",
+                        help="with --all: what to export (default: vm, the domains)")
     parser.add_argument("--disk-root", metavar="DIR", action="append", dest="disk_roots",
                         help="a folder disk sources must resolve into, as for validate; "
                              f"repeatable (default: {', '.join(DEFAULT_DISK_ROOTS)})")

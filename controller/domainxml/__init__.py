@@ -4,6 +4,9 @@
     memory.py      memory, vCPUs, NUMA cells
     disks.py       which disks a manifest describes; reading and editing them
     interfaces.py  the same for interfaces
+    firmware.py    <os>: BIOS or EFI, Secure Boot, boot order, direct kernel boot
+    cpu.py         <cpu>: mode, model, topology
+    devices.py     the guest agent channel, serial console, TPM, graphics
     xmlutil.py     ElementTree helpers, the ownership mark, namespace prefixes
 
 Built and parsed with ElementTree only, never by pasting strings, so no name or

@@ -34,8 +34,27 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from ..model import DomainConfig, VMSpec
-from .devices import apply_guest_agent, is_agent_channel, is_virtio_serial
+from .cpu import apply_cpu, read_cpu
+from .devices import (
+    apply_graphics,
+    apply_guest_agent,
+    apply_serial,
+    apply_tpm,
+    is_agent_channel,
+    is_serial_console,
+    is_virtio_serial,
+    read_graphics,
+)
 from .disks import apply_disks, read_disks
+from .firmware import (
+    BOOTABLE_DEVICES,
+    apply_boot,
+    apply_firmware,
+    apply_kernel,
+    read_boot,
+    read_firmware,
+    read_kernel,
+)
 from .interfaces import apply_interfaces, read_interfaces
 from .memory import apply_memory, apply_vcpus, memory_kib, set_memory
 from .seed import apply_seed, is_efi, read_seed
@@ -73,7 +92,8 @@ def _parse_domain(xml: str) -> DomainConfig:
     os_type = mark = None
     disk_elements: list[ET.Element] = []
     interface_elements: list[ET.Element] = []
-    guest_agent = virtio_serial = False
+    graphics: list[ET.Element] = []
+    guest_agent = virtio_serial = serial = tpm = device_boot = False
     for element in root:
         tag = element.tag
         if tag not in first:
@@ -86,20 +106,32 @@ def _parse_domain(xml: str) -> DomainConfig:
                 mark = element.find(MANAGED_TAG)
         elif tag == "devices":
             for device in element:
-                if device.tag == "disk":
+                kind = device.tag
+                if kind in BOOTABLE_DEVICES and not device_boot:
+                    device_boot = device.find("boot") is not None
+                if kind == "disk":
                     disk_elements.append(device)
-                elif device.tag == "interface":
+                elif kind == "interface":
                     interface_elements.append(device)
-                elif device.tag == "channel":
+                elif kind == "channel":
                     guest_agent = guest_agent or is_agent_channel(device)
-                elif device.tag == "controller":
+                elif kind == "controller":
                     virtio_serial = virtio_serial or is_virtio_serial(device)
+                elif kind in ("serial", "console"):
+                    serial = serial or is_serial_console(device)
+                elif kind == "graphics":
+                    graphics.append(device)
+                elif kind == "tpm":
+                    tpm = True
     devices = first.get("devices")
     disks, kept = read_disks(disk_elements)
     interfaces, kept_interfaces = read_interfaces(interface_elements)
     memory = memory_kib(first.get("memory"))
     current = first.get("currentMemory")
     vcpu = first.get("vcpu")
+    os_el = first.get("os")
+    firmware, secure_boot = read_firmware(os_el)
+    display, listen, exposed = read_graphics(graphics)
     return DomainConfig(
         name=text_of(first.get("name")),
         uuid=text_of(first.get("uuid")).lower(),
@@ -119,6 +151,16 @@ def _parse_domain(xml: str) -> DomainConfig:
         seed=read_seed(list(devices)) if devices is not None else None,
         efi=is_efi(root),
         kept=tuple(kept + kept_interfaces),
+        firmware=firmware,
+        secure_boot=secure_boot,
+        tpm=tpm,
+        cpu=read_cpu(first.get("cpu")),
+        boot=read_boot(os_el, device_boot),
+        kernel=read_kernel(os_el),
+        graphics=display,
+        graphics_listen=listen,
+        graphics_exposed=exposed,
+        serial=serial,
         guest_agent=guest_agent,
         virtio_serial=virtio_serial,
     )
@@ -155,22 +197,38 @@ def build_domain(spec: VMSpec, base_xml: str | None = None, *,
         os_type.text = "hvm"
     if spec.arch and os_type.get("arch") != spec.arch:
         os_type.set("arch", spec.arch)
-    if spec.machine and os_type.get("machine") != spec.machine:
-        os_type.set("machine", spec.machine)
+    machine = spec.machine or ("q35" if base_xml is None and spec.firmware == "efi" else None)
+    if machine and os_type.get("machine") != machine:
+        os_type.set("machine", machine)
+    apply_firmware(root, spec.firmware, spec.secure_boot)
+    apply_kernel(root, spec.kernel)
+    apply_boot(root, spec.boot)
+    apply_cpu(root, spec.cpu)
     devices = child(root, "devices")
     apply_disks(devices, spec.disks)
     apply_interfaces(devices, spec.interfaces)
     if seed is not None or spec.cloud_init is None:
         apply_seed(root, seed)  # None with cloudInit set: keep the seed cdrom as it is
+    serial = spec.serial
+    if serial is None and base_xml is None:
+        serial = True  # a new domain's default; the other defaults are "absent" anyway
+    apply_serial(devices, serial)
+    apply_tpm(devices, spec.tpm)
+    apply_graphics(devices, spec.graphics, spec.graphics_listen)
     apply_guest_agent(devices, spec.guest_agent)
     return serialize(root, base_xml)
 
 
-def mark_owner(xml: str, host: str | None, source: str | None) -> str:
+def mark_owner(xml: str, host: str | None, source: str | None, *,
+               created: tuple[tuple[str, str], ...] = (),
+               seed: tuple[str, str] | None = None) -> str:
     """`xml` with the ownership mark naming `host` and the manifest file `source`: a
-    definition arriving on a new host."""
+    definition arriving on a new host. `created`: volumes the move creates there (added
+    to the mark); `seed`: the cloud-init seed cdrom it attaches there, if not None."""
     root = ET.fromstring(xml)
-    mark_managed(root, host, source)
+    mark_managed(root, host, source, created)
+    if seed is not None:
+        apply_seed(root, seed)
     return serialize(root, xml)
 
 
@@ -188,6 +246,5 @@ def _skeleton(spec: VMSpec) -> ET.Element:
         features = ET.SubElement(root, "features")
         ET.SubElement(features, "acpi")
         ET.SubElement(features, "apic")
-    devices = ET.SubElement(root, "devices")
-    ET.SubElement(devices, "console", type="pty")
+    ET.SubElement(root, "devices")
     return root

@@ -11,11 +11,11 @@ Pure apart from reading files. Everything wrong is an `Invalid` entry, never rai
 """
 
 from .files import EDITOR_LEFTOVERS
-from .loader import DEFAULT_DISK_ROOTS, check_document, load_directory
+from .loader import DEFAULT_DISK_ROOTS, check_document, check_resource, load_directory
 from .result import Invalid, LoadResult, printable
 from .specs import HOSTS_FILE
 from .validation import fast_validator_source, hosts_schema, schema, write_fast_validator
 
 __all__ = ["DEFAULT_DISK_ROOTS", "EDITOR_LEFTOVERS", "HOSTS_FILE", "Invalid", "LoadResult",
-           "check_document", "fast_validator_source", "hosts_schema", "load_directory",
-           "printable", "schema", "write_fast_validator"]
+           "check_document", "check_resource", "fast_validator_source", "hosts_schema",
+           "load_directory", "printable", "schema", "write_fast_validator"]

@@ -15,11 +15,27 @@ from typing import Any
 from .cloudinit import referenced_files
 from .files import documents, manifest_files, stat_of, unsafe_permissions
 from .images import read_images
+from .resources import read_networks, read_pools
 from .result import Invalid, LoadResult
 from .specs import HOSTS_FILE, cross_check
 from .validation import check_document as validate_document
 
 DEFAULT_DISK_ROOTS = ("/var/lib/libvirt/images",)
+
+Candidates = list[tuple[str, int, dict[str, Any]]]
+
+
+def _read_kinds(found: dict[str, Candidates], result: LoadResult,
+                disk_roots: Sequence[str]) -> None:
+    """The kinds besides VirtualMachine and Hosts, each read into its specs (names unique
+    within the kind, its own cross-checks), before the VMs that may name them."""
+    read_pools(found["StoragePool"], result, disk_roots)
+    read_images(found["Image"], result)
+    read_networks(found["Network"], result)
+
+
+#: The kinds `_read_kinds` reads (schemas: validation.SCHEMA_FILES).
+RESOURCE_KINDS = ("StoragePool", "Image", "Network")
 
 
 def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_ROOTS,
@@ -44,8 +60,8 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
         result.problem = f"manifest directory {directory} is not readable"
         return result
 
-    candidates: list[tuple[str, int, dict[str, Any]]] = []
-    images: list[tuple[str, int, dict[str, Any]]] = []
+    candidates: Candidates = []
+    resources: dict[str, Candidates] = {kind: [] for kind in RESOURCE_KINDS}
     read: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}  # file → counts around it
     walk_errors: list[OSError] = []
     checked_folders: dict[str, str | None] = {}
@@ -72,13 +88,13 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
                 _read_hosts(document, relative, index, result)
                 continue
             result.documents += 1
-            if kind == "Image":
-                if validate_document(document, relative, index, result, kind="Image"):
-                    images.append((relative, index, document))
+            if isinstance(kind, str) and kind in resources:
+                if validate_document(document, relative, index, result, kind=kind):
+                    resources[kind].append((relative, index, document))
             elif validate_document(document, relative, index, result, floats=not plain):
                 candidates.append((relative, index, document))
         read[relative] = (before, (len(result.invalid), result.documents))
-    candidates = _without_user_data_files(directory, candidates, read, result)
+    candidates = _without_user_data_files(directory, candidates, read, result, resources)
     for error in walk_errors:
         where = os.path.relpath(error.filename, root) if error.filename else directory
         result.invalid.append(Invalid(where, None, "", f"cannot read: {error.strerror}"))
@@ -86,7 +102,7 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
         result.problem = f"manifest directory {directory} holds no manifests"
 
     result.hosts.update(extra_hosts or {})
-    read_images(images, result)
+    _read_kinds(resources, result, disk_roots)
     cross_check(candidates, result, disk_roots)
     return result
 
@@ -119,14 +135,34 @@ def check_document(document: dict[str, Any], *,
     return result.invalid
 
 
+def check_resource(document: dict[str, Any], *,
+                   disk_roots: Sequence[str] = DEFAULT_DISK_ROOTS) -> list[Invalid]:
+    """Why one Network or StoragePool document on its own is invalid, as `validate` says
+    it; [] when it is valid. Used by `export`."""
+    result = LoadResult(directory="")
+    kind = str(document.get("kind"))
+    if kind not in RESOURCE_KINDS:
+        return [Invalid("-", 0, "kind", f"not a resource kind: {kind!r}")]
+    document = copy.deepcopy(document)
+    if validate_document(document, "-", 0, result, kind=kind):
+        found: dict[str, Candidates] = {name: [] for name in RESOURCE_KINDS}
+        found[kind].append(("-", 0, document))
+        _read_kinds(found, result, disk_roots)
+    return result.invalid
+
+
 def _without_user_data_files(directory: str, candidates: list[tuple[str, int, dict[str, Any]]],
                              read: dict[str, tuple[tuple[int, int], tuple[int, int]]],
-                             result: LoadResult) -> list[tuple[str, int, dict[str, Any]]]:
+                             result: LoadResult, resources: dict[str, Candidates],
+                             ) -> list[tuple[str, int, dict[str, Any]]]:
     """Forget what was read from the files VM documents name as userDataFile: user data
-    is never a manifest, whatever the file's name ends with."""
+    is never a manifest, whatever the file's name ends with (nor a document of another
+    kind: `resources` loses them too)."""
     referenced = referenced_files(directory, candidates) & set(read)
     if not referenced:
         return candidates
+    for kind, found in resources.items():
+        resources[kind] = [candidate for candidate in found if candidate[0] not in referenced]
     for relative in referenced:
         (_, documents_before), (_, documents_after) = read[relative]
         result.documents -= documents_after - documents_before

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..model import ImageSpec, VMSpec
+from ..resourcemodel import NetworkSpec, PoolSpec
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,10 @@ class LoadResult:
     invalid_sources: dict[str, str] = field(default_factory=dict)  # name → invalid file
     images: dict[str, ImageSpec] = field(default_factory=dict)
     invalid_images: set[str] = field(default_factory=set)
+    networks: dict[str, NetworkSpec] = field(default_factory=dict)
+    invalid_networks: set[str] = field(default_factory=set)
+    pools: dict[str, PoolSpec] = field(default_factory=dict)
+    invalid_pools: set[str] = field(default_factory=set)
     problem: str | None = None  # the directory itself is missing, unreadable, or empty
     documents: int = 0  # VirtualMachine documents, valid or not
     warnings: list[str] = field(default_factory=list)  # e.g. files others may write
@@ -68,5 +73,9 @@ class LoadResult:
         """A document of `kind` named `name` in `file` is invalid."""
         if kind == "Image":
             self.invalid_images.add(name)
+        elif kind == "Network":
+            self.invalid_networks.add(name)
+        elif kind == "StoragePool":
+            self.invalid_pools.add(name)
         elif kind != "Hosts":
             self.refuse_name(name, file)

@@ -3,6 +3,7 @@
 Names defined twice (both documents invalid), `currentMemory` above `memory`,
 two disks on one target, one image in two VMs, a placement on a host nobody
 named, and disk sources confined to the allowed roots (symlinks followed).
+Section 8 (firmware, CPU, boot, consoles) is hardware.py's.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from ..model import (
 )
 from ..units import parse_memory_kib
 from .cloudinit import CloudInitError, to_cloud_init
+from .hardware import FieldError as _FieldError
+from .hardware import section8
+from .resources import vm_resource_problem
 from .result import Invalid, LoadResult, printable
 from .validation import shown
 
@@ -59,6 +63,7 @@ def cross_check(
         try:
             spec = _to_spec(document, relative, roots)
             _check_images(spec, result)
+            _check_resources(spec, result)
             cloud = to_cloud_init((document.get("spec") or {}).get("cloudInit"),
                                   root=result.directory, relative=relative,
                                   warnings=result.warnings)
@@ -99,13 +104,6 @@ def cross_check(
         specs.append(spec)
     for spec in specs:
         result.specs[spec.name] = spec
-
-
-class _FieldError(Exception):
-    def __init__(self, path: str, reason: str):
-        super().__init__(reason)
-        self.path = path
-        self.reason = reason
 
 
 def _to_spec(document: dict[str, Any], relative: str, roots: list[str]) -> VMSpec:
@@ -150,7 +148,7 @@ def _to_spec(document: dict[str, Any], relative: str, roots: list[str]) -> VMSpe
         ),
         host=spec.get("host"),
         move_strategy=MoveStrategy(spec.get("moveStrategy", "cold")),
-        guest_agent=spec.get("guestAgent"),
+        **section8(spec, roots),
         readiness=Readiness(spec.get("readiness", "running")),
     )
 
@@ -241,6 +239,13 @@ def _check_images(spec: VMSpec, result: LoadResult) -> None:
         if disk.volume == image.volume and disk.pool == image.pool:
             raise _FieldError(f"spec.disks[{position}].volume",
                               f"volume {disk.where} is the image's own volume")
+
+
+def _check_resources(spec: VMSpec, result: LoadResult) -> None:
+    """Every declared network and pool the VM names: valid, on its host, present."""
+    problem = vm_resource_problem(spec, result)
+    if problem:
+        raise _FieldError(*problem)
 
 
 def _confined_source(source: str, roots: list[str], path: str) -> str:

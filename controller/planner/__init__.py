@@ -5,6 +5,7 @@ files, no clocks. Each function takes what was observed and returns a `Plan`.
     placement.py  one VM name across hosts: unknown, move, conflict, or vm.py's plan
     orphans.py    managed domains no manifest names: left as is, pruned, or refused
     disks.py      a define that would take another domain's disk
+    devices.py    firmware, CPU, boot and consoles: changes, hot-plug steps, refusals
 """
 
 from .placement import Copy, Situation, host_label, plan_move, plan_placement, preview_arrival

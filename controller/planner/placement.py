@@ -14,7 +14,8 @@ then its `after` steps: a cold move is autostart off and stop on the source,
 define the source's saved definition (same UUID, MACs) on the target, converge
 there, undefine on the source. A move interrupted anywhere is finished by the
 next plan: a target that holds the VM while the source's copy is stopped means
-"undefine the source".
+"undefine the source". Volumes move with the VM (moves.py): a cold move copies them
+after the stop and before the define, a live one during the migration.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ..model import (
     Step,
     VMSpec,
 )
+from .moves import MoveStorage, MoveView, plan_move_storage
 from .seed import plan_seed, seed_cleanup_on_removal
 from .storage import StorageView, plan_storage
 from .vm import Machines, plan, removal_steps
@@ -60,6 +62,12 @@ class Situation:
     unknown: tuple[str, ...] = ()  # why hosts that may hold the VM cannot be asked
     machines: Machines | None = None
     storage: StorageView | None = None  # the VM's volumes and images on its host
+    cpu_models: frozenset[str] | None = None  # the host's, when the manifest names a model
+    #: why a network or pool the VM needs stands in the way (missing, failed): nothing of
+    #: its plan runs (controller/resourcekinds.py: vm_blocker)
+    blocked: str | None = None
+    #: in a move: the VM's storage on the source and the target (None: it has none)
+    move_storage: MoveView | None = None
 
 
 def plan_placement(spec: VMSpec, situation: Situation) -> Plan:
@@ -68,6 +76,8 @@ def plan_placement(spec: VMSpec, situation: Situation) -> Plan:
         return Plan(failure=(
             f"unknown: host {', '.join(situation.unknown)} held this VM at its last listing "
             "and is unreachable now; nothing is done until it answers"))
+    if situation.blocked and spec.state is not DesiredState.ABSENT:
+        return Plan(failure=situation.blocked)
     if not situation.copies:
         return plan_here(spec, situation)
     if len(situation.copies) > 1:
@@ -80,7 +90,8 @@ def plan_here(spec: VMSpec, situation: Situation) -> Plan:
     """The VM on its own host: its storage steps (storage.py), then its domain's."""
     view = situation.storage
     if view is None:
-        return plan(spec, situation.here, machines=situation.machines)
+        return plan(spec, situation.here, machines=situation.machines,
+                    cpu_models=situation.cpu_models)
     if spec.state is DesiredState.ABSENT:
         gone = plan(spec, situation.here, machines=situation.machines)
         if gone.conflict:
@@ -91,7 +102,7 @@ def plan_here(spec: VMSpec, situation: Situation) -> Plan:
         return Plan(failure=storage.failure, terminal=storage.terminal)
     seed = plan_seed(spec, situation.here, view.seeds) if spec.cloud_init else None
     there = plan(spec, situation.here, machines=situation.machines, created=storage.created,
-                 seed=seed)
+                 seed=seed, cpu_models=situation.cpu_models)
     if there.conflict:
         return there
     notes = [*storage.notes, *([there.note] if there.note else [])]
@@ -114,29 +125,70 @@ def plan_move(spec: VMSpec, situation: Situation) -> Plan:
     if src.power.active and tgt.power.active:
         return Plan(conflict=f"running on both {source} and {target}; stop one by hand")
 
-    if spec.state is DesiredState.ABSENT or (tgt.exists and not src.power.active):
-        why = "state is absent" if spec.state is DesiredState.ABSENT else (
-            f"{move}: finish, {target} has the VM")
-        removal = [replace(step, host=copy.host)
-                   for step in removal_steps(src, why, stop_timeout=spec.stop_timeout)]
-        there = plan(spec, tgt, machines=situation.machines)
-        return replace(there, steps=tuple(removal) + there.steps)
-    marked = domainxml.mark_owner(src.saved_xml or "", spec.host, spec.source)
-    if (spec.move_strategy is MoveStrategy.LIVE and src.power is Power.RUNNING
-            and spec.state is DesiredState.RUNNING):
-        return Plan(steps=(Step(Action.MIGRATE, f"{move} (live)", host=copy.host,
-                                to_host=situation.host, xml=marked),))
-    steps = []
+    if spec.state is DesiredState.ABSENT:
+        return _finish(spec, situation, "state is absent", ())
+    live = (spec.move_strategy is MoveStrategy.LIVE and src.power is Power.RUNNING
+            and spec.state is DesiredState.RUNNING)
+    carried = _carried(spec, situation, live=live)
+    if carried.failure:
+        return Plan(failure=f"{move}: {carried.failure}", terminal=carried.terminal)
+    if tgt.exists and not src.power.active:
+        # the define on the target came after every copy; only what is missing there now
+        # (a volume of the manifest's that neither host had) is made or copied first
+        return _finish(spec, situation, f"{move}: finish, {target} has the VM",
+                       _on(carried.before, situation.host)
+                       + _on(carried.copies, copy.host, situation.host))
+    marked = domainxml.mark_owner(src.saved_xml or "", spec.host, spec.source,
+                                  created=carried.created, seed=carried.seed)
+    before = _on(carried.before, situation.host)
+    note = _kept_note(carried, source)
+    if live:
+        return Plan(steps=before + _on(carried.copies, copy.host, situation.host) + (
+            Step(Action.MIGRATE, f"{move} (live" + (", its disks copied)" if carried.migrate
+                                                   else ")"),
+                 host=copy.host, to_host=situation.host, xml=marked,
+                 volumes=carried.migrate),), note=note)
+    steps = list(before)
     if src.autostart:
         steps.append(Step(Action.AUTOSTART, f"{move}: never boot on {source}",
                           autostart=False, host=copy.host))
     if src.power.active:
         (stop,) = removal_steps(src, f"{move} (cold)", stop_timeout=spec.stop_timeout)[:1]
         steps.append(replace(stop, host=copy.host))
+    steps += _on(carried.compare + carried.copies, copy.host, situation.host)
     steps.append(Step(Action.DEFINE, f"{move}: {source}'s definition, same UUID", xml=marked,
                       host=situation.host))
-    return Plan(steps=tuple(steps),
+    return Plan(steps=tuple(steps), note=note,
                 after=(Step(Action.UNDEFINE, f"{move}: done", host=copy.host),))
+
+
+def _finish(spec: VMSpec, situation: Situation, why: str, first: tuple[Step, ...]) -> Plan:
+    """Remove the source's copy (after `first`), then converge the target's."""
+    (copy,) = situation.copies
+    removal = tuple(replace(step, host=copy.host) for step in
+                    removal_steps(copy.observed, why, stop_timeout=spec.stop_timeout))
+    there = plan(spec, situation.here, machines=situation.machines)
+    return replace(there, steps=first + removal + there.steps)
+
+
+def _carried(spec: VMSpec, situation: Situation, *, live: bool) -> MoveStorage:
+    view = situation.move_storage
+    if view is None:
+        return MoveStorage()
+    (copy,) = situation.copies
+    return plan_move_storage(spec, copy.observed, view, source=host_label(copy.host),
+                             target=host_label(situation.host), live=live)
+
+
+def _on(steps: tuple[Step, ...], host: str, to_host: str | None = None) -> tuple[Step, ...]:
+    return tuple(replace(step, host=host, to_host=to_host) for step in steps)
+
+
+def _kept_note(carried: MoveStorage, source: str) -> str | None:
+    notes = list(carried.notes)
+    if carried.kept:
+        notes.append(f"the volumes on {source} are kept: {', '.join(carried.kept)}")
+    return "; ".join(notes) or None
 
 
 def preview_arrival(spec: VMSpec, situation: Situation, move: Plan) -> tuple[Step, ...]:

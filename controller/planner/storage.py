@@ -3,7 +3,8 @@ Pure. Called by placement.py with what was observed of the VM's volumes and imag
 its host.
 
 - A missing volume (or one whose creation was interrupted: the partial rule) is
-  created: empty of `size`, a qcow2 overlay on its image, or a full copy of it.
+  created (but never one the running domain has: that is a finished live move's copy,
+  whose marker is cleared): empty of `size`, a qcow2 overlay on its image, or a full copy of it.
   Its image must be imported on this host first (the image's own plan does that,
   before any VM's in a pass): until then the VM waits, and nothing of its plan runs.
 - An existing volume is used as it is: a different `image` or `copy` is a note.
@@ -13,6 +14,7 @@ its host.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -34,6 +36,8 @@ class StorageView:
     #: a dry run: the images whose import this pass plans (not there yet; shown as if)
     planned_imports: frozenset[str] = frozenset()
     seeds: frozenset[str] = frozenset()  # the VM's complete seed volumes in its seed pool
+    #: the volumes the running domain has as disks now (its live definition)
+    in_use: frozenset[VolumeKey] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,15 @@ def plan_storage(spec: VMSpec, view: StorageView) -> StoragePlan:
         if disk.volume is None or disk.pool is None:
             continue
         have = view.volumes.get((disk.pool, disk.volume))
+        if have is not None and have.partial and (disk.pool, disk.volume) in view.in_use:
+            # only a live move's copy is partial under a running domain: the migration
+            # finished (the guest runs on it) and the marker was not cleared yet
+            creates.append(Step(Action.CREATE_VOLUME, f"{disk.where}: the running domain "
+                                                      "has it (a live move copied it): its "
+                                                      "partial marker is cleared",
+                                volume=VolumeWant(disk.pool, disk.volume, format=disk.format,
+                                                  finish=True)))
+            continue
         if have is None or have.partial:
             step = _create(disk, have, view)
             if isinstance(step, StoragePlan):
@@ -128,8 +141,13 @@ def _not_applied(disk: Disk, have: VolumeInfo, view: StorageView) -> str | None:
     if disk.image is None:
         return None
     base = view.image_volumes.get(disk.image)
-    backed_by_image = (have.backing is not None and base is not None
-                       and have.backing.path == base.path)
+    image = view.images.get(disk.image)
+    if base is None and image is not None:  # not looked up (the volume exists): by name
+        backed_by_image = (have.backing is not None
+                           and posixpath.basename(have.backing.path) == image.volume)
+    else:
+        backed_by_image = (have.backing is not None and base is not None
+                           and have.backing.path == base.path)
     if disk.copy and have.backing is not None:
         how = "is an overlay, not a copy of image " + disk.image
     elif not disk.copy and not backed_by_image:

@@ -17,7 +17,7 @@ What is compared:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 
 from .. import domainxml
@@ -36,7 +36,7 @@ from ..model import (
     VMSpec,
 )
 from ..units import format_kib, round_up_mib
-from .devices import device_changes, hotplug_steps
+from .devices import device_changes, hotplug_steps, live_changes, refusal
 from .seed import SeedPlan
 from .storage import delete_steps
 
@@ -49,12 +49,22 @@ Created = tuple[tuple[str, str], ...]
 
 
 def plan(spec: VMSpec, observed: Observed, *, machines: Machines | None = None,
-         created: Created = (), seed: SeedPlan | None = None) -> Plan:
+         created: Created = (), seed: SeedPlan | None = None,
+         cpu_models: Collection[str] | None = None) -> Plan:
     """The ordered steps that take `observed` to `spec`, each with its reason.
 
     `created`: the volumes (pool, name) the VM's storage steps create before these
     steps run: the definition records them in its ownership mark. `seed`: the
-    cloud-init seed the definition attaches (seed.py)."""
+    cloud-init seed the definition attaches (seed.py). `cpu_models`: the CPU models the
+    host knows, when the manifest names one (None: not checked)."""
+    if spec.state is not DesiredState.ABSENT and (observed.managed or spec.adopt
+                                                  or not observed.exists):
+        saved = observed.saved if observed.exists else None
+        machine = (machines or {}).get(spec.machine, spec.machine) if spec.machine else (
+            saved.machine if saved else None)
+        refused = refusal(spec, saved, machine=machine, cpu_models=cpu_models)
+        if refused:
+            return Plan(failure=refused, terminal=True)
     if not observed.exists:
         return _plan_create(spec, "the domain does not exist", created, seed)
     if not observed.managed and not spec.adopt:
@@ -139,6 +149,7 @@ def _plan_update(spec: VMSpec, observed: Observed, saved: DomainConfig,
     live_steps: list[Step] = []
     if observed.power.active and observed.live is not None:
         restart_changes = _restart_changes(spec, observed.live, machines)
+        restart_changes += live_changes(spec, saved, observed.live)
         if spec.state is DesiredState.RUNNING:
             live_steps, hot = hotplug_steps(spec, observed.live)
             others = [change for change in restart_changes if change.field not in hot]
@@ -224,6 +235,7 @@ def _plan_update(spec: VMSpec, observed: Observed, saved: DomainConfig,
 def _config_changes(spec: VMSpec, saved: DomainConfig, machines: Machines) -> list[Change]:
     """Differences between the manifest and the saved definition."""
     changes = _restart_changes(spec, saved, machines, exact_memory=True)
+    changes += device_changes(spec, saved)
     if spec.current_memory_kib != saved.current_memory_kib:
         after_memory = 1 if changes and changes[0].field == "memory" else 0
         changes.insert(after_memory, Change(
@@ -272,7 +284,6 @@ def _restart_changes(
             "interfaces", _describe_interfaces(config.interfaces),
             _describe_interfaces(spec.interfaces), True,
         ))
-    changes.extend(device_changes(spec, config))
     return changes
 
 

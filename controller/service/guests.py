@@ -204,8 +204,7 @@ class GuestWatch:
                 return  # forgotten or planned again meanwhile: that look decides
             verdict = judge(seen.readiness, info)
             if verdict.ready != seen.ready:
-                log.info("%s: %s", name, "ready" if verdict.ready else
-                         f"not ready: {verdict.message()}")
+                log.info("%s: %s", name, "ready" if verdict.ready else verdict.message())
             seen.info, seen.verdict, seen.looked_at = info, verdict, time.monotonic()
             if verdict.ready or verdict.final:
                 seen.delay = self.backoff[0]

@@ -1,10 +1,18 @@
 """The service's triggers: what turns changes into names on the work queue. They never
 decide what to do with a name; the workers reconcile it.
 
-- a manifest change (watch.py): the names the changed files define now or before;
-- a libvirt lifecycle event: the domain's name;
+- a manifest change (watch.py): the names the changed files define now or before, and
+  the Images changed or named by those VMs' disks (a VM placed on a new host needs its
+  image there first);
+- a libvirt lifecycle event: the domain's name (a network's or pool's: its key,
+  "network:lab", "pool:vmstore");
 - a resync (periodic, SIGHUP, after a (re)connect): every manifest's name and every
-  managed domain no manifest names, each host listed in a thread of its own.
+  managed domain no manifest names, each host listed in a thread of its own; and the
+  key of every declared network and pool and of every managed one found.
+
+Keys of networks and pools go first, then images, then VMs: the workers take them in
+about that order, so that VMs mostly find what they need (those that do not are
+failed and retried, and looked at again once it is there).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from ..errors import ConnectionLost, HypervisorError
 from ..hosts import Host, Hosts
 from ..images_reconcile import KEY_PREFIX as IMAGE_KEY
 from ..manifests import LoadResult
+from ..resourcekinds import KINDS
 from ..virt import Listing, Marker
 from ..watch import ManifestSet
 from ..workqueue import WorkQueue
@@ -59,8 +68,17 @@ class Triggers:
         if load.hosts != before.hosts:
             self._want_resync("hosts changed")
         self.note_invalid(load)
+        for kind in KINDS:
+            after_specs, before_specs = kind.specs(load), kind.specs(before)
+            changed = {name for name in set(after_specs) | set(before_specs)
+                       if after_specs.get(name) != before_specs.get(name)}
+            self.enqueue([kind.key(name) for name in sorted(changed)], "manifest change")
         images = {name for name in set(load.images) | set(before.images)
                   if load.images.get(name) != before.images.get(name)}
+        # a VM new on a host (created or moved there) may need an image that host lacks
+        images |= {disk.image for name in names if name in load.specs
+                   for disk in load.specs[name].disks
+                   if disk.image is not None and disk.image in load.images}
         self.enqueue([IMAGE_KEY + image for image in sorted(images)], "manifest change")
         self.enqueue(sorted(names), "manifest change")
         if load.prune_safe and not before.prune_safe and self._prune:
@@ -83,6 +101,7 @@ class Triggers:
         self.note_invalid(load)
         named = frozenset(load.specs)
         unnamed: set[str] = set()
+        resources: set[str] = set()  # keys of the managed networks and pools found
         listed = False
         for host, listing in self._list(hosts, named):
             if listing is None:
@@ -101,9 +120,10 @@ class Triggers:
                             listing)
                 listed = True
                 continue
-            names, marks = listing
+            names, marks, found = listing
             listed = True
             unnamed |= set(marks)
+            resources |= found
             self.hosts.inventory.record(host.name, (set(names) & named) | set(marks))
         if not listed:
             return None
@@ -113,7 +133,9 @@ class Triggers:
         # A VM of an unreachable host is failed by the caller, not queued: the resync
         # after its host connects queues it.
         names = {name for name, host in placed.items() if self.hosts[host].up} | unnamed
-        self.states.keep_only(set(placed) | unnamed | load.invalid_names)
+        declared = {kind.key(name) for kind in KINDS for name in kind.specs(load)}
+        self.states.keep_only(set(placed) | unnamed | load.invalid_names | declared | resources)
+        self.enqueue(sorted(declared | resources), f"resync ({reason})")
         self.enqueue([IMAGE_KEY + image for image in sorted(load.images)], f"resync ({reason})")
         self.enqueue(sorted(names), f"resync ({reason})")
         level = logging.DEBUG if reason == "periodic" else logging.INFO
@@ -123,8 +145,9 @@ class Triggers:
         return names
 
     def _list(self, hosts: list[Host], named: frozenset[str]) -> list[tuple[Host, Any]]:
-        """Each connected host's domain names and unnamed managed domains, read in
-        parallel: (names, marks), the HypervisorError, or None when the host stopped
+        """Each connected host's domain names, unnamed managed domains and the keys of its
+        managed networks and pools, read in parallel: (names, marks, keys), the
+        HypervisorError, or None when the host stopped
         answering. A call to a host cut off mid-call can wait far longer than keepalive
         promises (libvirt 9.0, seen in tests/multihost), and the loop must go on."""
         results: dict[str, Any] = {}
@@ -133,7 +156,9 @@ class Triggers:
             try:
                 listing: Listing = host.hypervisor.domains.list_all()
                 marks: dict[str, Marker] = host.hypervisor.domains.managed(listing, skip=named)
-                results[host.name] = (listing.names, marks)
+                found = {kind.key(name) for kind in KINDS
+                         for name in kind.managed(host.hypervisor)}
+                results[host.name] = (listing.names, marks, found)
             except HypervisorError as error:
                 results[host.name] = error
 

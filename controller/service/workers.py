@@ -19,6 +19,7 @@ from ..images_reconcile import KEY_PREFIX as IMAGE_KEY
 from ..metrics import Recorder
 from ..model import Cause, Outcome, Result, Step
 from ..reconciler import Reconciler
+from ..resourcekinds import kind_of_key
 from ..watch import ManifestSet
 from ..workqueue import WorkQueue
 from .states import FAILED, ORPHAN, STATE_OF, VMStates
@@ -84,6 +85,8 @@ class Workers:
         why = self.why.pop(name, "")
         if name.startswith(IMAGE_KEY):
             return self._image(name, why)
+        if kind_of_key(name) is not None:
+            return self._resource(name, why)
         load = self.manifests.current()
         spec = load.specs.get(name)
         if spec is not None:
@@ -205,6 +208,48 @@ class Workers:
                      if any(disk.image == name for disk in spec.disks)]
             for user in sorted(users):
                 self.why[user] = f"image {name} imported"
+                self.queue.add(user)
+        return True
+
+    def _resource(self, key: str, why: str) -> bool:
+        """A network or storage pool: converge it on its host (and any orphan copy); then
+        look again at the VMs that need it, once it changed."""
+        found = kind_of_key(key)
+        assert found is not None
+        kind, name = found
+        started = time.monotonic()
+        outcomes = self.reconciler.reconcile_resource(key)
+        seconds = time.monotonic() - started
+        retry_after: float | None = None
+        retry = False
+        for outcome in outcomes:
+            where = f" on host {outcome.host}" if outcome.host else ""
+            self._metrics().reconciled(outcome.result.value, seconds,
+                                       metric_host(outcome.host or DEFAULT_HOST))
+            if outcome.result in (Result.FAILED, Result.CONFLICT):
+                retry = retry or outcome.cause is Cause.RETRY
+                self.states.say(key, logging.ERROR if outcome.cause is Cause.RETRY
+                                else logging.WARNING,
+                                f"{outcome.result.value}{where}: {outcome.error}")
+            elif outcome.cause is Cause.RETRY and outcome.retry_after is not None:
+                retry_after = outcome.retry_after
+            elif outcome.result is Result.RESTART_PENDING:
+                self.states.say(key, logging.INFO, f"restart pending{where}: {outcome.note}")
+            elif outcome.steps:
+                steps = ", ".join(step.action.value for step in outcome.steps)
+                self.states.say(key, logging.INFO, f"{outcome.result.value}{where} "
+                                                   f"({steps}) after {why}", once=False)
+            elif outcome.orphan and outcome.note:
+                self.states.say(key, logging.INFO, outcome.note)
+        if retry:
+            self.queue.add_rate_limited(key)
+        elif retry_after is not None:
+            self.queue.add_after(key, retry_after)
+        else:
+            self.queue.forget(key)
+        if any(outcome.steps and outcome.result is not Result.FAILED for outcome in outcomes):
+            for user in kind.users(self.manifests.current(), name):
+                self.why[user] = f"{kind.label} {name} changed"
                 self.queue.add(user)
         return True
 

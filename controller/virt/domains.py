@@ -39,6 +39,7 @@ class Domains:
         self._handles: dict[int, dict[str, Any]] = {}  # listing token → name → virDomain
         self._handles_lock = threading.Lock()
         self._machines: dict[tuple[str, str | None, str], str] = {}
+        self._cpu_models: dict[tuple[str, str | None, str], frozenset[str] | None] = {}
         connection.on_reset.append(self._drop_handles)
 
     def _drop_handles(self) -> None:
@@ -221,6 +222,26 @@ class Domains:
                 canonical = self._canonical_from_capabilities(virt_type, arch, machine)
             self._machines[key] = canonical
         return self._machines[key]
+
+    def cpu_models(self, virt_type: str, arch: str | None,
+                   machine: str | None) -> frozenset[str] | None:
+        """The custom CPU models libvirt knows for such a domain (its domain capabilities),
+        or None when it cannot say (a read-only connection, the test driver)."""
+        key = (virt_type, arch, machine or "")
+        if key in self._cpu_models:
+            return self._cpu_models[key]
+        try:
+            self._c.calls += 1
+            with self._c.slot() as conn:
+                caps = conn.getDomainCapabilities(None, arch, machine, virt_type, 0)
+            root = ET.fromstring(caps)
+        except (libvirt.libvirtError, ET.ParseError):
+            return None  # asked again next time: the connection may come back
+        mode = next((m for m in root.iterfind("cpu/mode") if m.get("name") == "custom"), None)
+        models = None if mode is None else frozenset(
+            (model.text or "").strip() for model in mode.iterfind("model"))
+        self._cpu_models[key] = models
+        return models
 
     def _canonical_from_capabilities(self, virt_type: str, arch: str | None,
                                      machine: str) -> str:

@@ -30,6 +30,8 @@ AgentEventCallback = Callable[[str, bool], None]
 _LIFECYCLE_EVENTS = ("defined", "undefined", "started", "suspended", "resumed", "stopped",
                      "shutdown", "pmsuspended", "crashed")
 _CLOSE_REASONS = {0: "error", 1: "eof", 2: "keepalive", 3: "client"}
+_NETWORK_EVENTS = ("defined", "undefined", "started", "stopped")
+_POOL_EVENTS = ("defined", "undefined", "started", "stopped", "created", "deleted")
 _AGENT_CONNECTED = int(getattr(libvirt,
                                "VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED", 1))
 
@@ -37,7 +39,9 @@ _AGENT_CONNECTED = int(getattr(libvirt,
 class WatchedConnection(Connection):
     """A Connection whose every connection, the first and each reopened one, delivers
     domain lifecycle events (and, with `on_agent`, guest agent lifecycle events) and
-    reports its own loss (close callback, keepalive).
+    reports its own loss (close callback, keepalive). Network and storage pool lifecycle
+    events arrive as the resource's key: the callback gets "network:NAME" or "pool:NAME"
+    instead of a domain name.
 
     `on_open` runs after each successful (re)connection, under the connection lock: it
     must only record that it happened.
@@ -54,6 +58,8 @@ class WatchedConnection(Connection):
         self._on_close = on_close
         self._on_agent = on_agent
         self._callback_ids: dict[int, list[int]] = {}  # id(connection) → its event callbacks
+        #: id(connection) → its network and pool event callbacks
+        self._resource_ids: dict[int, tuple[int, int]] = {}
 
     def _open_locked(self) -> None:
         start_event_loop()
@@ -66,6 +72,12 @@ class WatchedConnection(Connection):
             if self._on_agent is not None:
                 ids.append(conn.domainEventRegisterAny(
                     None, libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE, self._agent, None))
+            self._resource_ids[id(conn)] = (
+                conn.networkEventRegisterAny(None, libvirt.VIR_NETWORK_EVENT_ID_LIFECYCLE,
+                                             self._network_lifecycle, None),
+                conn.storagePoolEventRegisterAny(
+                    None, libvirt.VIR_STORAGE_POOL_EVENT_ID_LIFECYCLE, self._pool_lifecycle,
+                    None))
             conn.registerCloseCallback(self._closed, None)
         except libvirt.libvirtError as exc:
             self._conn = None
@@ -78,6 +90,11 @@ class WatchedConnection(Connection):
         """Deregister our callbacks from `conn` and close it; errors of a dead one are moot."""
         undos = [partial(conn.domainEventDeregisterAny, callback_id)
                  for callback_id in self._callback_ids.pop(id(conn), [])]
+        network_id, pool_id = self._resource_ids.pop(id(conn), (None, None))
+        if network_id is not None:
+            undos.append(partial(conn.networkEventDeregisterAny, network_id))
+        if pool_id is not None:
+            undos.append(partial(conn.storagePoolEventDeregisterAny, pool_id))
         for undo in (*undos, conn.unregisterCloseCallback, conn.close):
             try:
                 undo()
@@ -100,6 +117,23 @@ class WatchedConnection(Connection):
         except libvirt.libvirtError:
             return
         self._on_agent(name, state == _AGENT_CONNECTED)
+
+    def _network_lifecycle(self, conn: Any, network: Any, event: int, _detail: int,
+                           _opaque: Any) -> None:
+        self._resource_event("network", network, _NETWORK_EVENTS, event)
+
+    def _pool_lifecycle(self, conn: Any, pool: Any, event: int, _detail: int,
+                        _opaque: Any) -> None:
+        self._resource_event("pool", pool, _POOL_EVENTS, event)
+
+    def _resource_event(self, kind: str, handle: Any, names: tuple[str, ...],
+                        event: int) -> None:
+        what = names[event] if 0 <= event < len(names) else str(event)
+        try:
+            name = handle.name()
+        except libvirt.libvirtError:
+            return
+        self._on_event(f"{kind}:{name}", what)
 
     def _closed(self, conn: Any, reason: int, _opaque: Any) -> None:
         if conn is self._conn:  # not one we closed on purpose

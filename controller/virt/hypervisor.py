@@ -1,8 +1,9 @@
 """`Hypervisor`: one libvirt host as the layers above see it.
 
 Its connection (`connection`), what can be read of its domains (`domains`), what
-steps can do to them (`steps`), its pools and volumes (`storage`), and what running
-guests show (`guest`: addresses, agent). Made by the host layer (`controller.hosts`),
+steps can do to them (`steps`), its pools and volumes (`storage`), what running
+guests show (`guest`: addresses, agent), and its declared networks and pools
+(`networks`, `pools`). Made by the host layer (`controller.hosts`),
 one per host.
 """
 
@@ -14,6 +15,8 @@ from .connection import Connection
 from .domains import Domains
 from .events import AgentEventCallback, ConnectionCallback, DomainEventCallback, WatchedConnection
 from .guest import Guests
+from .networks import Networks
+from .pools import Pools
 from .steps import DomainSteps
 from .storage import Storage
 
@@ -27,6 +30,8 @@ class Hypervisor:
         self.steps = DomainSteps(connection)
         self.storage = Storage(connection)
         self.guest = Guests(connection)
+        self.networks = Networks(connection)  # kind: Network
+        self.pools = Pools(connection)  # kind: StoragePool
 
     @classmethod
     def open(cls, uri: str | None, *, readonly: bool = False, connections: int = 1,

@@ -38,8 +38,8 @@ def writing(pool: Any, name: str) -> Iterator[Callable[[], None]]:
     """The partial rule around one write of `name`: the marker exists before the body
     starts; a partial `name` from an earlier run is deleted first. The body calls the
     yielded `done` when the content is complete; only then is the marker removed. If the
-    body fails, what it wrote is deleted, then the marker (best effort: a leftover that
-    cannot be deleted keeps its marker)."""
+    body fails before that, what it wrote is deleted, then the marker (best effort: a
+    leftover that cannot be deleted keeps its marker); after it, the content is kept."""
     where = f"volume {name!r} in pool {pool.name()!r}"
     marker = marker_name(name)
     interrupted = lookup_volume(pool, marker) is not None
@@ -68,6 +68,12 @@ def writing(pool: Any, name: str) -> Iterator[Callable[[], None]]:
     try:
         yield done
     except BaseException:
+        if finished:  # complete by the body's word before it failed: kept, marker cleared
+            with contextlib.suppress(HypervisorError):
+                marker_vol = lookup_volume(pool, marker)
+                if marker_vol is not None:
+                    delete_raw(marker_vol, f"the partial marker of {where}")
+            raise
         with contextlib.suppress(HypervisorError):  # the first error is the one to report
             written = lookup_volume(pool, name)
             if written is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -134,13 +135,19 @@ class DomainSteps:
             self._c.calls += 1
             dom.setAutostart(1 if enabled else 0)
 
-    def migrate(self, name: str, target: Connection, *, persist_xml: str) -> None:
+    def migrate(self, name: str, target: Connection, *, persist_xml: str,
+                disks: Sequence[str] = ()) -> None:
         """Live-migrate running domain `name` to `target`: persistent there with
         `persist_xml` as its saved definition, undefined here. libvirt rolls a failed
-        migration back; the guest keeps running here."""
+        migration back; the guest keeps running here. `disks` (targets: vda, ...) are
+        copied whole during the migration (VIR_MIGRATE_NON_SHARED_DISK), into volumes
+        that must exist on `target` already; the other disks are shared storage."""
         flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST
                  | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
         params: dict[str, Any] = {libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: persist_xml}
+        if disks:
+            flags |= libvirt.VIR_MIGRATE_NON_SHARED_DISK
+            params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = list(disks)
         address = migration_uri(target.uri)
         if address:
             params[libvirt.VIR_MIGRATE_PARAM_URI] = address

@@ -6,6 +6,7 @@ functions behind it by job, which take a raw connection:
     volumes.py     read, create (empty, overlay), copy, grow, delete; who uses a volume;
                    the partial rule (an interrupted write is never attached)
     transfer.py    streams: upload a local file, download, host to host, sha256
+    carry.py       volumes that move with a VM: a cold move's copy, a live move's targets
     storagexml.py  pool and volume XML, names (pure)
 
 Everything goes through libvirt (pools, volumes, upload/download streams), never
@@ -15,10 +16,12 @@ the local one does.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from ..model import Backing, PoolInfo, VolumeInfo
-from . import pools, transfer, volume_reads, volumes
+from ..model import Backing, PoolInfo, VolumeInfo, VolumeWant
+from . import carry, pools, transfer, volume_reads, volumes
 from .connection import Connection
 from .errors import translate
 from .pools import DEFAULT_POOL, DEFAULT_POOL_PATH, ensure_default_pool, ensure_pool, pool_info
@@ -68,6 +71,12 @@ class Storage:
                 return volume_reads.volume_info(conn, pool=pool, name=name)
             except (PoolNotFound, PoolUnusable, InvalidName):
                 return None  # InvalidName: a name of someone else's that we never use
+
+    def volume_at(self, path: str) -> VolumeInfo | None:
+        """The volume whose file is `path` in any active pool of this host, or None."""
+        with self._conn() as conn:
+            self._c.calls += 4
+            return volume_reads.volume_by_path(conn, path=path)
 
     def volume_names(self, pool: str) -> list[str]:
         """The names of the pool's volumes (one call), [] when the pool is missing or
@@ -128,6 +137,30 @@ class Storage:
             return transfer.upload_volume(conn, pool=pool, name=name, path=path,
                                           format=format, sha256=sha256, check=check,
                                           mode=mode)
+
+    def carry_to(self, target: Storage, pool: str, name: str, *,
+                 where: str | None = None) -> Ensured:
+        """A cold move: this host's complete volume on `target` (named `where` in
+        messages), in the same pool, copied and verified (carry.py); one call slot on
+        each host meanwhile."""
+        with self._conn() as conn, target._conn() as there:
+            self._c.calls += 12
+            return carry.carry_volume(source=conn, target=there, pool=pool, name=name,
+                                      where=where or target._c.uri or "the target host")
+
+    @contextmanager
+    def receiving(self, wants: Sequence[VolumeWant]) -> Iterator[Callable[[], None]]:
+        """A live move to this host: `wants` made here, partial until the body calls the
+        yielded `keep` or ends without an error (carry.py)."""
+        with self._conn() as conn, carry.receiving(conn, wants) as keep:
+            self._c.calls += 4 * len(wants)
+            yield keep
+
+    def clear_partial(self, pool: str, name: str) -> bool:
+        """Only the partial marker of a volume a running domain uses goes (carry.py)."""
+        with self._conn() as conn:
+            self._c.calls += 4
+            return carry.clear_partial(conn, pool=pool, name=name)
 
     def grow(self, pool: str, name: str, capacity: int) -> bool:
         """Offline: the volume grows to `capacity` bytes."""

@@ -241,6 +241,13 @@ def transfer_volume(*, source: libvirt.virConnect, source_pool: str, name: str,
             if read != digest:
                 raise ChecksumMismatch(f"{where} reads back with sha256 {read}, "
                                        f"sent {digest}; not kept")
+        # libvirt reads the format (and a qcow2's backing file) from the content again
+        landed = read_volume_info(handle, vol, partial=True)
+        if (landed.format, landed.backing) != (info.format, info.backing):
+            raise UnsafeImage(f"{where} reads as {landed.format} (backing "
+                              f"{landed.backing.path if landed.backing else 'none'}), "
+                              f"the source as {info.format} (backing "
+                              f"{info.backing.path if info.backing else 'none'}); not kept")
         done()
     return Ensured(volume=read_volume_info(handle, vol, partial=False), created=True,
                    sha256=digest)

@@ -25,6 +25,8 @@ from tests.support.system import (  # noqa: F401 - fixtures used by this suite's
     vm,
 )
 
+from .firmware_support import firmware_state  # noqa: F401 - section 8's tests use it
+
 HERE = Path(__file__).resolve().parent
 
 

@@ -28,7 +28,14 @@ import pytest
 import yaml
 
 from ..support.command import OnceRunner
-from ..support.guest import guest_exec, guest_file, guest_image, real_guest_type, wait_for_agent
+from ..support.guest import (
+    ConsoleTap,
+    guest_exec,
+    guest_file,
+    guest_image,
+    real_guest_type,
+    wait_for_agent,
+)
 from ..support.httpserver import FileServer
 from ..support.manifests import Manifests
 from ..support.waiting import wait_until
@@ -94,6 +101,18 @@ class Guest:
         out = guest_exec(self.dom, ["cloud-init", "status"], timeout=120).stdout
         return out.partition("status:")[2].strip()
 
+    def wait_for_boot(self) -> None:
+        """Until the agent answers and cloud-init has finished; a failure shows the
+        guest's console (the domain reconcile made logs it to a pty, not a file)."""
+        console = ConsoleTap(self.dom)
+        try:
+            wait_for_agent(self.dom, BOOT)
+            self.wait_for_cloud_init()
+        except (AssertionError, pytest.fail.Exception) as error:
+            raise AssertionError(f"{error}\nthe guest's console:\n{console.tail()}") from None
+        finally:
+            console.close()
+
     def wait_for_cloud_init(self) -> None:
         def finished() -> str | None:
             status = self.cloud_init_status()
@@ -153,8 +172,7 @@ def test_a_cloud_image_becomes_a_configured_guest_and_stays_so(guest: Guest) -> 
     secret_free = json.dumps(first.report)
     assert KEY not in secret_free and guest.marker not in secret_free
 
-    wait_for_agent(guest.dom, BOOT)
-    guest.wait_for_cloud_init()
+    guest.wait_for_boot()
     assert guest.run("hostname").strip() == "cloud-test"
     assert guest_file(guest.dom, "/etc/reconcile-test").strip() == guest.marker
     assert KEY in guest_file(guest.dom, "/home/ops/.ssh/authorized_keys")
@@ -193,17 +211,23 @@ def test_a_cloud_image_becomes_a_configured_guest_and_stays_so(guest: Guest) -> 
         "bootcmd: [[sh, -c, 'echo second > /var/tmp/second-boot']]\n"))
     guest.write()
     renewed = guest.once(check_exit=0)
-    assert renewed.actions(guest.name) == ["create-seed", "define"]
+    # and the edit's seed, now no definition's and not the running guest's, goes at once
+    assert renewed.actions(guest.name) == ["create-seed", "define", "delete-volume"]
+    edited_seed = edited.vms[guest.name]["steps"][0]["reason"].split(":")[0]
+    assert renewed.vms[guest.name]["steps"][2]["reason"].startswith(f"{edited_seed}:")
     guest.dom.shutdown()
     wait_until(lambda: not guest.dom.isActive(), 300, what="the guest to shut down")
     restarted = guest.once(check_exit=0)
-    assert restarted.actions(guest.name)[-1] == "start"
-    wait_for_agent(guest.dom, BOOT)
-    guest.wait_for_cloud_init()
+    # started on the new seed; the first boot's seed, now nobody's, goes after the start
+    assert restarted.actions(guest.name) == ["start", "delete-volume"]
+    first_seed = first.vms[guest.name]["steps"][1]["reason"].split(":")[0]
+    assert restarted.vms[guest.name]["steps"][1]["reason"].startswith(f"{first_seed}:")
+    guest.wait_for_boot()
     assert guest_file(guest.dom, "/var/tmp/second-boot").strip() == "second"
     assert guest.run("cloud-init", "query", "instance_id").strip() == f"{guest.name}-2"
     # the seeds no definition uses any more are gone; the volume and image stay
     final = guest.once(check_exit=0)
+    assert final.result(guest.name) == "unchanged", final.report
     pool = guest.conn.storagePoolLookupByName(guest.pool)
     pool.refresh()
     seeds = [name for name in pool.listVolumes() if ".cidata-" in name]

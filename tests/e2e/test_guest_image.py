@@ -214,7 +214,12 @@ class Lab:
         self.domains.append(name)
         dom = self.conn.defineXML(domain_xml(spec))
         started = time.monotonic()
-        dom.create()
+        try:
+            dom.create()
+        except libvirt.libvirtError as error:  # say what swtpm said: CI shows only this
+            log = Path("/var/log/swtpm/libvirt/qemu") / f"{name}-swtpm.log"
+            said = log.read_text(errors="replace")[-3000:] if log.exists() else "(no log)"
+            raise AssertionError(f"{name} did not start: {error}\n{log}:\n{said}") from None
         return Booted(name=name, dom=dom, serial=spec.serial, started=started,
                       marker=f"{self.token} host={name}")
 

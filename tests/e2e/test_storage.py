@@ -270,7 +270,7 @@ def test_a_pool_that_does_not_exist_fails_only_its_vms(
                                                                 size="8MiB")]))
     result = sonce(check_exit=1)
     assert result.result(a) == "failed"
-    assert f"storage pool '{missing}' does not exist" in one_line(result.vms[a]["error"])
+    assert f"storage pool {missing} does not exist" in one_line(result.vms[a]["error"])
     assert images_of(result)[image]["result"] == "failed"
     assert missing in one_line(images_of(result)[image]["error"])
     assert result.result(b) == "failed"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from controller.virt.storage_errors import (
 )
 from controller.virt.storagexml import PARTIAL_SUFFIX, Backing
 from tests.support.command import REPO
-from tests.support.disks import IMAGES
+from tests.support.disks import IMAGES, remove_pool
 from tests.support.domains import remove_domains
 from tests.support.libvirtd import SYSTEM_URI
 from tests.support.waiting import wait_until
@@ -45,24 +44,6 @@ MIB = 1 << 20
 
 class PoolMaker(Protocol):
     def __call__(self, suffix: str, *, tmpfs_size: str | None = None) -> str: ...
-
-
-def _remove_pool(conn: libvirt.virConnect, name: str, path: Path) -> None:
-    try:
-        pool = conn.storagePoolLookupByName(name)
-    except libvirt.libvirtError:
-        pool = None
-    if pool is not None:
-        if not pool.isActive():
-            pool.create(0)
-        pool.refresh(0)
-        for vol in pool.listAllVolumes(0):
-            vol.delete(0)
-        pool.destroy()
-        pool.undefine()
-    if path.is_mount():
-        subprocess.run(["umount", str(path)], check=True, timeout=60)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
@@ -85,7 +66,7 @@ def pools(conn: libvirt.virConnect, prefix: str) -> Iterator[PoolMaker]:
     yield make
     remove_domains(conn, prefix)
     for name, path in reversed(made):
-        _remove_pool(conn, name, path)
+        remove_pool(conn, name, path)
 
 
 @pytest.fixture

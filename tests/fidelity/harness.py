@@ -11,9 +11,12 @@ under one unique name prefix:
   `reconcile --once --dry-run` plans nothing.
 
 Everything defined is undefined afterwards (keeping NVRAM), pass or fail. Nothing is
-started. Manifests go into as few directories as possible: two domains whose exported
-manifests name the same image file would make both invalid in one directory (a
-cross-document rule), so they go into different ones.
+started. A disk that is a pool volume is pointed at a volume of the run's own dir pool
+(created for it, deleted afterwards), so that export reads its capacity and writes it as
+a `volume:` disk, as it does for volumes that exist. Manifests go into as few
+directories as possible: two domains whose exported manifests name the same image file
+would make both invalid in one directory (a cross-document rule), so they go into
+different ones.
 
 XML is compared in canonical form (C14N 2.0: attribute order and whitespace between
 elements ignored), with namespace prefixes as libvirt wrote them.
@@ -106,38 +109,93 @@ def run(files: Sequence[tuple[str, Path]], *, uri: str = URI, workers: int = 8) 
     try:
         with tempfile.TemporaryDirectory(prefix="fidelity-") as tmp:
             work = Path(tmp)
-            _define(connection, cases)
-            _export(cases, uri, work)
-            groups = _group(cases, work)
-            live = [c for c in cases if c.ok]
-            _validate(live, work, groups)
-            _once(live, uri, work, groups, stage="adopt")
-            _read_saved(connection, live)
-            for case in live:
-                if case.ok:
-                    before = _canonical(case.saved[0])
-                    after = _without_marker(_canonical(case.saved[1]))
-                    if before != after:
-                        case.fail("adopt-xml", _diff(before, after))
-            _change_memory(live, work)
-            _once(live, uri, work, groups, stage="memory")
-            _read_saved(connection, live)
-            for case in live:
-                if case.ok:
-                    _check_memory(case)
-            _once(live, uri, work, groups, stage="dry-run", dry_run=True)
+            pool = _own_pool(connection, f"{prefix}pool", work / "pool")
+            try:
+                groups = _pipeline(cases, connection, pool, uri, work)
+            finally:
+                remove_domains(connection, prefix)
+                _remove_pool(pool)
     finally:
-        remove_domains(connection, prefix)
         connection.close()
     return Report(cases, time.monotonic() - started, groups)
 
 
+def _pipeline(cases: list[Case], connection: libvirt.virConnect, pool: libvirt.virStoragePool,
+              uri: str, work: Path) -> int:
+    """The stages in order; returns how many manifest directories were used."""
+    _define(connection, cases, pool)
+    _export(cases, uri, work)
+    groups = _group(cases, work)
+    live = [c for c in cases if c.ok]
+    _validate(live, work, groups)
+    _once(live, uri, work, groups, stage="adopt")
+    _read_saved(connection, live)
+    for case in live:
+        if case.ok:
+            before = _canonical(case.saved[0])
+            after = _without_marker(_canonical(case.saved[1]))
+            if before != after:
+                case.fail("adopt-xml", _diff(before, after))
+    _change_memory(live, work)
+    _once(live, uri, work, groups, stage="memory")
+    _read_saved(connection, live)
+    for case in live:
+        if case.ok:
+            _check_memory(case)
+    _once(live, uri, work, groups, stage="dry-run", dry_run=True)
+    return groups
+
+
 # --- the stages ------------------------------------------------------------------------
 
-def _define(connection: libvirt.virConnect, cases: list[Case]) -> None:
+def _own_pool(connection: libvirt.virConnect, name: str,
+              path: Path) -> libvirt.virStoragePool:
+    path.mkdir()
+    pool = connection.storagePoolDefineXML(
+        f"<pool type='dir'><name>{name}</name><target><path>{path}</path></target></pool>")
+    pool.create()
+    return pool
+
+
+def _remove_pool(pool: libvirt.virStoragePool) -> None:
+    pool.refresh()
+    for volume in pool.listAllVolumes():
+        volume.delete()
+    pool.destroy()
+    pool.undefine()
+
+
+_VOLUME_DISK = re.compile(r"<disk\b.*?</disk>", re.DOTALL)
+_VOLUME_SOURCE = re.compile(r"""pool=(['"])[^'"]*\1(\s+)volume=(['"])([^'"]*)\3""")
+_DRIVER_TYPE = re.compile(r"""<driver\b[^>]*\stype=['"](\w+)['"]""")
+
+
+def _on_own_pool(case: Case, pool: libvirt.virStoragePool) -> str:
+    """The case's XML with each volume disk on a volume of `pool`, made for it."""
+    def disk(match: re.Match[str]) -> str:
+        block = match.group(0)
+        source = _VOLUME_SOURCE.search(block)
+        if source is None:
+            return block
+        volume = f"{case.name}-{re.sub(r'[^A-Za-z0-9_.-]', '-', source.group(4))}"
+        driver = _DRIVER_TYPE.search(block)
+        fmt = driver.group(1) if driver and driver.group(1) in ("raw", "qcow2") else "raw"
+        pool.createXML(f"<volume><name>{volume}</name><capacity unit='MiB'>1</capacity>"
+                       f"<target><format type='{fmt}'/></target></volume>", 0)
+        return block.replace(source.group(0),
+                             f"pool='{pool.name()}'{source.group(2)}volume='{volume}'", 1)
+
+    return _VOLUME_DISK.sub(disk, case.xml)
+
+
+def _define(connection: libvirt.virConnect, cases: list[Case],
+            pool: libvirt.virStoragePool) -> None:
     """Define each case, then define its saved XML once more as it is: libvirt's own
     round trip of its own output (it may order auto-added controllers differently the
     second time) is the baseline that adoption must not change."""
+    for case in cases:  # one at a time: volumes are made in one pool
+        case.xml = _on_own_pool(case, pool)
+
     def define(case: Case) -> None:
         try:
             dom = connection.defineXML(for_libvirt(case.xml, case.name, fresh_uuid()))
@@ -185,7 +243,8 @@ def _group(cases: list[Case], work: Path) -> int:
     for case in cases:
         if not case.ok or case.document is None:
             continue
-        sources = {disk["source"] for disk in case.document["spec"].get("disks", [])}
+        sources = {disk.get("source") or f"{disk['pool']}/{disk['volume']}"
+                   for disk in case.document["spec"].get("disks", [])}
         for index, taken in enumerate(used):  # noqa: B007 - index is used after the loop
             if not sources & taken:
                 break

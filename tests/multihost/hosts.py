@@ -1,13 +1,13 @@
 """Real libvirt hosts on one machine, for the many-hosts tests.
 
 A `NetnsHost` is one real libvirtd in its own network namespace and its own mount
-namespace (private /run, /var/lib/libvirt, /var/cache/libvirt, /var/log/libvirt and
-/etc/libvirt/qemu), reachable from the root namespace as `qemu+tcp://ADDR/system`. The
-namespace hangs off a veth pair with a /24 of its own (10.231.X.0/24, X random and free on
-this machine: other test sessions may build hosts at the same time) and a default route
-via the root namespace, which forwards between hosts so that they can migrate guests to
-each other. `cut()` takes the link down (a partition: packets to the host are dropped
-silently), `restore()` brings it back.
+namespace (private /run, /var/lib/libvirt, /var/cache/libvirt, /var/log/libvirt,
+/etc/libvirt/qemu, /etc/libvirt/storage and /etc/libvirt/secrets), reachable from the
+root namespace as `qemu+tcp://ADDR/system`. The namespace hangs off a veth pair with a
+/24 of its own (10.231.X.0/24, X random and free on this machine: other test sessions may
+build hosts at the same time) and a default route via the root namespace, which forwards
+between hosts so that they can migrate guests to each other. `cut()` takes the link down
+(a partition: packets to the host are dropped silently), `restore()` brings it back.
 
 The recipe is the one in shared/LIBVIRT-HOST.md ("Several hosts on one machine"); the
 start script is tests/support/libvirtd.py's, run with `--listen`.

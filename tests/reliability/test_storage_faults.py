@@ -116,6 +116,20 @@ def one_line(text: str | None) -> str:
     return text
 
 
+def _image_and_vm(manifests: Manifests, vm: VMBuilder, prefix: str, pool: str,
+                  tmp_path: Path) -> tuple[str, str, str, str]:
+    """A 96 MiB raw Image in `pool` and a stopped VM with a volume made from it: the
+    image's name, the VM's, the image volume's, and the image's sha256."""
+    base = dense_raw(tmp_path / "base.raw", 96)
+    digest = sha256_of(base)
+    image, a = prefix + "img", prefix + "a"
+    manifests.write("image.yaml", image_doc(image, url=base.as_uri(), sha256=digest, pool=pool,
+                                            fmt="raw"))
+    manifests.write("a.yaml", vm("a", state="stopped",
+                                 disks=[volume_disk(a + "-root", pool, image=image)]))
+    return image, a, image_volume(image, digest, "raw"), digest
+
+
 def not_defined(conn: libvirt.virConnect, name: str) -> bool:
     return name not in conn.listDefinedDomains() and name not in [
         dom.name() for dom in conn.listAllDomains(0)]
@@ -164,14 +178,7 @@ def test_kill_9_during_the_download_then_the_next_pass_finishes(
 def test_kill_9_during_the_upload_leaves_a_marked_partial_that_is_never_used(
         conn: libvirt.virConnect, prefix: str, pool: str, manifests: Manifests,
         vm: VMBuilder, sonce: OnceRunner, background: Any, pools: Pools, tmp_path: Path) -> None:
-    base = dense_raw(tmp_path / "base.raw", 96)
-    digest = sha256_of(base)
-    image, a = prefix + "img", prefix + "a"
-    imported = image_volume(image, digest, "raw")
-    manifests.write("image.yaml", image_doc(image, url=base.as_uri(), sha256=digest, pool=pool,
-                                            fmt="raw"))
-    manifests.write("a.yaml", vm("a", state="stopped",
-                                 disks=[volume_disk(a + "-root", pool, image=image)]))
+    image, a, imported, digest = _image_and_vm(manifests, vm, prefix, pool, tmp_path)
     watch = Inotify(pools.folder_of(pool))
     try:
         proc = background()
@@ -406,14 +413,7 @@ def test_a_libvirtd_restart_during_an_upload_fails_the_vm_and_the_next_pass_comp
         box: Host, sandbox: Sandbox, box_pools: Pools, prefix: str, manifests: Manifests,
         vm: VMBuilder, sonce: OnceRunner, background: Any, tmp_path: Path) -> None:
     pool = box_pools.make(autostart=True)
-    base = dense_raw(tmp_path / "base.raw", 96)
-    digest = sha256_of(base)
-    image, a = prefix + "img", prefix + "a"
-    imported = image_volume(image, digest, "raw")
-    manifests.write("image.yaml", image_doc(image, url=base.as_uri(), sha256=digest, pool=pool,
-                                            fmt="raw"))
-    manifests.write("a.yaml", vm("a", state="stopped",
-                                 disks=[volume_disk(a + "-root", pool, image=image)]))
+    image, a, imported, digest = _image_and_vm(manifests, vm, prefix, pool, tmp_path)
     watch = Inotify(box_pools.folder_of(pool))
     try:
         proc = background("-c", sandbox.uri)

@@ -370,8 +370,8 @@ _hostile_component = st.lists(st.one_of(_component, _tricky), min_size=1, max_si
 
 _ALLOWED_TAGS = {"domain", "name", "uuid", "metadata", f"{{{MANAGED_NS}}}managed", "memory",
                  "currentMemory", "vcpu", "os", "type", "boot", "features", "acpi", "apic",
-                 "devices", "console", "disk", "driver", "source", "target", "readonly",
-                 "interface", "mac", "model"}
+                 "devices", "serial", "console", "disk", "driver", "source", "target",
+                 "readonly", "interface", "mac", "model"}
 
 
 @fuzz_settings()

@@ -78,3 +78,37 @@ def test_a_failed_connect_reports_connection_lost() -> None:
                        match=re.escape("cannot connect to qemu+unix:///system?socket=")):
         connection.connect()
     assert connection.current() is None
+
+
+def test_network_and_pool_events_reach_the_callback_as_their_keys() -> None:
+    """Network and storage pool lifecycle events arrive as "network:NAME" and "pool:NAME",
+    the keys the service's workers reconcile them by, and the reconnect watches again."""
+    events = Events()
+    connection = WatchedConnection("test:///default", on_event=events.event,
+                                   on_open=events.opened_one, on_close=events.closed.append)
+    connection.connect()
+    try:
+        conn = connection.current()
+        network = conn.networkDefineXML(
+            "<network><name>t-events-net</name><bridge name='t-evbr0'/></network>")
+        events.wait_for(("network:t-events-net", "defined"))
+        network.create()
+        events.wait_for(("network:t-events-net", "started"))
+        network.destroy()
+        events.wait_for(("network:t-events-net", "stopped"))
+        network.undefine()
+        events.wait_for(("network:t-events-net", "undefined"))
+        pool = conn.storagePoolDefineXML(
+            "<pool type='dir'><name>t-events-pool</name><target><path>/t-events-pool</path>"
+            "</target></pool>", 0)
+        events.wait_for(("pool:t-events-pool", "defined"))
+        pool.create(0)
+        events.wait_for(("pool:t-events-pool", "started"))
+        pool.destroy()
+        events.wait_for(("pool:t-events-pool", "stopped"))
+        pool.undefine()
+        events.wait_for(("pool:t-events-pool", "undefined"))
+        assert not [name for name, _ in events.seen
+                    if name.startswith("t-events") and ":" not in name]
+    finally:
+        connection.close()

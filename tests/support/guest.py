@@ -14,6 +14,8 @@ boots the guest its own way (plain libvirt, or `reconcile` from a manifest) with
     agent_command(dom, payload, ...)     one agent command, its "return" value
     guest_exec(dom, argv, ...)           run a program in the guest: (exit code, out, err)
     guest_file(dom, path)                a file's text, read through the agent
+    ConsoleTap(dom)                      what a pty serial console printed (a domain that
+                                         reconcile made has no log file), for failures
 
 Every wait polls a condition against a deadline and fails the test (pytest.fail) with
 what it saw last: the serial log's tail, the agent's last error.
@@ -26,8 +28,11 @@ import json
 import math
 import os
 import re
+import select
 import subprocess
+import threading
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -252,3 +257,42 @@ def guest_file_bytes(dom: Any, path: str, *, timeout: float = 10) -> bytes:
 def guest_file(dom: Any, path: str, *, timeout: float = 10) -> str:
     """The text of `path` in the guest (UTF-8, undecodable bytes replaced)."""
     return guest_file_bytes(dom, path, timeout=timeout).decode("utf-8", errors="replace")
+
+
+class ConsoleTap:
+    """Reads a running domain's pty serial console in a thread of its own, so that a
+    failure can show what the guest printed. Nothing else reads the pty."""
+
+    def __init__(self, dom: Any):
+        self.text = bytearray()
+        source = ET.fromstring(dom.XMLDesc(0)).find("./devices/serial[@type='pty']/source")
+        path = source.get("path") if source is not None else None
+        self._fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK) if path else -1
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True, name="console-tap")
+        self._thread.start()
+
+    def _read(self) -> None:
+        while self._fd >= 0 and not self._done.is_set():
+            ready, _, _ = select.select([self._fd], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(self._fd, 65536)
+                except OSError:  # the domain stopped: the pty is gone
+                    return
+                if not chunk:
+                    return
+                self.text += chunk
+                del self.text[:-200_000]
+
+    def tail(self) -> str:
+        if self._fd < 0:
+            return "(no pty serial console)"
+        return log_tail(self.text.decode("utf-8", "replace").replace("\r", ""))
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join(5)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

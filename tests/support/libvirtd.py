@@ -29,6 +29,8 @@ UP_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "libvirtd-up.sh"
 VIRT_TYPE = "kvm" if Path("/dev/kvm").exists() else "qemu"
 
 #: Runs inside `unshare --mount`: make the libvirt folders private, then become libvirtd.
+#: /etc/libvirt/storage and /etc/libvirt/secrets too: else a pool a daemon of ours defines
+#: is written into the real host's /etc/libvirt/storage, and every daemon sees the others'.
 START_SCRIPT = r"""#!/bin/sh
 # Runs inside `unshare --mount`: make the libvirt folders private, then become libvirtd.
 # Usage: start.sh BASE [LIBVIRTD OPTION...]
@@ -36,7 +38,8 @@ set -e
 base=$1
 shift
 mount --make-rprivate /
-for dir in run var/lib/libvirt var/cache/libvirt var/log/libvirt etc/libvirt/qemu; do
+for dir in run var/lib/libvirt var/cache/libvirt var/log/libvirt etc/libvirt/qemu \
+           etc/libvirt/storage etc/libvirt/secrets; do
     mkdir -p "$base/root/$dir" "/$dir"
     mount --bind "$base/root/$dir" "/$dir"
 done

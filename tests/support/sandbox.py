@@ -3,9 +3,10 @@
 one test holds; and the session fixture `sandbox`.
 
 The sandbox runs in its own mount namespace, with private /run, /var/lib/libvirt,
-/var/cache/libvirt, /var/log/libvirt and /etc/libvirt/qemu, and its socket in a folder of
-ours. It is a real libvirtd with real QEMU guests, but it holds only the domains of the
-tests that use it, and it can be stopped and started (a daemon restart) at will.
+/var/cache/libvirt, /var/log/libvirt, /etc/libvirt/qemu, /etc/libvirt/storage and
+/etc/libvirt/secrets, and its socket in a folder of ours. It is a real libvirtd with real
+QEMU guests, but it holds only the domains of the tests that use it, and it can be stopped
+and started (a daemon restart) at will.
 
 Used by tests/service and tests/reliability: their conftests import the `sandbox` fixture
 (`from tests.support.sandbox import sandbox  # noqa: F401`) and wrap each test in

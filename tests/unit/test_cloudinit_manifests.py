@@ -102,3 +102,16 @@ def test_cloud_config_that_is_not_yaml_is_a_warning_with_its_line(manifest_dir: 
     assert load.invalid == [] and "a" in load.specs
     (warning,) = [w for w in load.warnings if "cloud" in w.lower()]
     assert warning.startswith("a.yaml: ") and "line" in warning and "oops" not in warning
+
+
+def test_a_user_data_file_that_reads_as_another_kind_is_never_one(manifest_dir: Path) -> None:
+    (manifest_dir / "a.yaml").write_text(vm("a", "    userDataFile: a.user-data.yaml\n"))
+    (manifest_dir / "a.user-data.yaml").write_text(
+        "apiVersion: reconcile/v1\nkind: Network\nmetadata: {name: lab}\n"
+        "spec: {mode: isolated}\n---\n"
+        "apiVersion: reconcile/v1\nkind: StoragePool\nmetadata: {name: store}\n"
+        "spec: {path: /var/lib/libvirt/images/store}\n")
+    load = load_directory(str(manifest_dir))
+    assert load.invalid == [] and load.documents == 1
+    assert load.networks == {} and load.pools == {}
+    assert set(load.specs) == {"a"}

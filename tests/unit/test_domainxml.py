@@ -16,11 +16,12 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from controller.domainxml import MANAGED_NS, build_domain, parse_domain
-from controller.model import Disk, DomainConfig, Interface, VMSpec
+from controller.model import CPU, Disk, DomainConfig, Interface, VMSpec
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
@@ -125,7 +126,7 @@ def test_new_domain_parses_back() -> None:
         disks=NEW.disks,
         interfaces=(Interface(network="default", model="virtio"),
                     Interface(bridge="br0", mac="52:54:00:aa:bb:cc", model="e1000")),
-        managed=True, source="vm.yaml",
+        managed=True, source="vm.yaml", serial=True,
     )
 
 
@@ -151,7 +152,7 @@ def test_redefinition_keeps_uuid_and_macs() -> None:
         memory_kib=131072, current_memory_kib=98304, vcpus=2, disks=REDEFINED.disks,
         interfaces=(Interface(network="default", mac="52:54:00:13:a2:52", model="virtio"),
                     Interface(network="isolated", mac="52:54:00:f0:dc:8a", model="e1000")),
-        managed=True, source="vm.yaml",
+        managed=True, source="vm.yaml", **SAVED_SECTION_8,
     )
 
 
@@ -374,6 +375,13 @@ def test_memory_units_libvirt_may_write(element: str, kib: int) -> None:
     assert (config.memory_kib, config.current_memory_kib) == (kib, kib)
 
 
+#: What section 8 reads of data/saved-domain.xml: libvirt's qemu64 CPU, a pty serial
+#: console, VNC on 127.0.0.1, BIOS, boot from hd.
+SAVED_SECTION_8: dict[str, Any] = {
+    "cpu": CPU(mode="custom", model="qemu64"), "serial": True, "graphics": "vnc",
+    "graphics_listen": "127.0.0.1"}
+
+
 def test_parse_the_real_saved_definition() -> None:
     assert parse_domain(SAVED) == DomainConfig(
         name="golden-vm", uuid=SAVED_UUID, type="kvm", arch="x86_64", machine="pc-i440fx-7.2",
@@ -383,7 +391,7 @@ def test_parse_the_real_saved_definition() -> None:
                Disk(f"{IMAGES}/golden-c.img", "vdc", "raw", "virtio")),
         interfaces=(Interface(network="default", mac="52:54:00:13:a2:52", model="virtio"),
                     Interface(bridge="br0", mac="52:54:00:f0:dc:8a", model="e1000")),
-        managed=False,
+        managed=False, **SAVED_SECTION_8,
     )
 
 
@@ -400,7 +408,7 @@ def test_parse_sparse_definitions() -> None:
     assert config == DomainConfig(
         name="bare", uuid=SAVED_UUID, type="qemu", arch=None, machine=None,
         memory_kib=65536, current_memory_kib=32768, vcpus=2, disks=(), interfaces=(),
-        managed=False,
+        managed=False, boot=None,
         kept=("disk vda: a block disk (/dev/vg/lv)", "disk (no target): no absolute image path",
               "interface 0 (direct): a direct interface",
               "interface 1 (network default): no model"),

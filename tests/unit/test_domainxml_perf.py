@@ -11,9 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.domainxml import MANAGED_NS, parse_domain
+from controller.domainxml.cpu import read_cpu
+from controller.domainxml.devices import (
+    is_agent_channel,
+    is_serial_console,
+    is_virtio_serial,
+    read_graphics,
+)
 from controller.domainxml.disks import read_disks as _read_disks
+from controller.domainxml.firmware import BOOTABLE_DEVICES, read_boot, read_firmware, read_kernel
 from controller.domainxml.interfaces import read_interfaces as _read_interfaces
 from controller.domainxml.memory import memory_kib as _memory_kib
+from controller.domainxml.seed import is_efi
 from controller.domainxml.xmlutil import MANAGED_TAG as _MANAGED_TAG
 from controller.model import DomainConfig
 
@@ -27,6 +36,10 @@ def reference(xml: str) -> DomainConfig:
     mark = root.find(f"metadata/{_MANAGED_TAG}")
     disks, kept_disks = _read_disks(root.findall("devices/disk"))
     interfaces, kept_interfaces = _read_interfaces(root.findall("devices/interface"))
+    os_el = root.find("os")
+    firmware, secure_boot = read_firmware(os_el)
+    every = root.findall("devices/*")
+    display, listen, exposed = read_graphics(root.findall("devices/graphics"))
     return DomainConfig(
         name=root.findtext("name", default=""),
         uuid=root.findtext("uuid", default="").lower(),
@@ -43,6 +56,20 @@ def reference(xml: str) -> DomainConfig:
         owner=mark.get("host") if mark is not None else None,
         source=mark.get("source") if mark is not None else None,
         kept=tuple(kept_disks + kept_interfaces),
+        efi=is_efi(root),
+        firmware=firmware,
+        secure_boot=secure_boot,
+        tpm=bool(root.findall("devices/tpm")),
+        cpu=read_cpu(root.find("cpu")),
+        boot=read_boot(os_el, any(device.tag in BOOTABLE_DEVICES and device.find("boot")
+                                  is not None for device in every)),
+        kernel=read_kernel(os_el),
+        graphics=display,
+        graphics_listen=listen,
+        graphics_exposed=exposed,
+        serial=any(is_serial_console(d) for d in every if d.tag in ("serial", "console")),
+        guest_agent=any(is_agent_channel(c) for c in root.findall("devices/channel")),
+        virtio_serial=any(is_virtio_serial(c) for c in root.findall("devices/controller")),
     )
 
 
@@ -65,13 +92,22 @@ PARTS = {
     "currentMemory": ["<currentMemory unit='KiB'>32768</currentMemory>"],
     "vcpu": ["<vcpu placement='static'>2</vcpu>", "<vcpu/>", "<vcpu> 4 </vcpu>"],
     "os": ["<os><type arch='x86_64' machine='pc'>hvm</type></os>", "<os><boot dev='hd'/></os>",
-           "<os><type>hvm</type><type arch='i686'>hvm</type></os>"],
+           "<os><type>hvm</type><type arch='i686'>hvm</type></os>",
+           "<os firmware='efi'><firmware><feature enabled='yes' name='secure-boot'/></firmware>"
+           "<kernel>/boot/k</kernel><boot dev='cdrom'/><boot dev='hd'/></os>"],
+    "cpu": ["<cpu mode='host-model'/>", "<cpu><model>qemu64</model>"
+            "<topology sockets='1' cores='2' threads='1'/></cpu>"],
     "devices": ["<devices/>",
                 "<devices>" + DISK.format(device="disk", n="a", ro="") + "</devices>",
                 "<devices>" + DISK.format(device="cdrom", n="b", ro="<readonly/>")
                 + DISK.format(device="disk", n="c", ro="<readonly/>")
                 + NIC.format(kind="network", n=1) + "</devices>",
-                "<devices>" + NIC.format(kind="bridge", n=2) + "<disk/></devices>"],
+                "<devices>" + NIC.format(kind="bridge", n=2) + "<disk/></devices>",
+                "<devices><console type='pty'/><graphics type='vnc' listen='0.0.0.0'/>"
+                "<tpm/><controller type='virtio-serial'/><channel type='unix'>"
+                "<target type='virtio' name='org.qemu.guest_agent.0'/></channel></devices>",
+                "<devices><serial type='pty'/><graphics type='spice'/><graphics type='sdl'/>"
+                "<interface type='network'><boot order='1'/></interface></devices>"],
 }
 
 
