@@ -26,7 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     from .cli import main as cli_main
 
-    return cli_main(args)
+    try:
+        return cli_main(args)
+    finally:
+        proof.forget_key()  # a later in-process call (a test) starts without one
 
 
 if __name__ == "__main__":

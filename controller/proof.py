@@ -7,12 +7,22 @@ each read before and after the pass and found equal, and the pass's exact output
 digests cover the manifest tree (every folder's and file's name, owner and mode, and the
 bytes of every `*.yaml`/`*.yml` file: `tree_digest`), the disk paths the manifests name
 and the disk roots, resolved as the loader resolves them (`paths_digest`), and the host
-(`virt/fingerprint.py`: the listings and every domain's definitions and state). The next
+(`virt/fingerprint.py`: the listings, every domain's definitions and state, and every
+network's and storage pool's name, state and saved definition). The next
 `reconcile --once` with the same command line, environment, working folder, terminals
 and installed code (`process_key`) reads all of it afresh here, and when every digest is
 equal and no other run holds a VM's lock, prints the recorded output and exits 0 without
 importing the loader, the planner or the reconciler (`replay`). Anything different,
 unreadable or corrupt: the normal pass, exactly as without a proof.
+
+A proof is recorded only for passes whose every input the digests cover, so that a
+replay can never be stale (a missed replay only costs time): one host, VirtualMachine
+documents only (no Image, Network, StoragePool, hosts.yaml), no volume or image disks,
+cloud-init seeds, machine or CPU model names or kernels, nothing invalid or warned
+about, every VM unchanged (or restart-pending) with no steps, no orphan pruned or
+refused, no guest readiness in the output (no --wait; with -o json, no running VM),
+exit 0. `proof_record.py`'s docstring is the full list; anything else is never
+recorded.
 
 Proofs live in `<state dir>/noop-proofs/<key>.json` (0600, replaced atomically; the
 newest `MAX_PROOFS` are kept). `--no-proof` or `RECONCILE_NO_PROOF=1` turns them off.
@@ -122,6 +132,12 @@ def recorded_key() -> str | None:
     """This process's key, if it started through `replay` (proof_record writes only then:
     a process started otherwise, such as a test calling the CLI, has no key to keep)."""
     return _process_key
+
+
+def forget_key() -> None:
+    """This process's command is done (`controller.entry`): no later pass records."""
+    global _process_key
+    _process_key = None
 
 
 # --- what a proof is keyed on ------------------------------------------------------------

@@ -4,13 +4,25 @@ reads before and after the pass, and writing the proof.
 Called by `cli.commands.cmd_once`: `Recorder.begin(settings)` before the manifests are
 loaded, `loaded(load)` once they are, `finish(...)` once the output is printed.
 
-A pass qualifies only where the fingerprints cover everything it read: one host (no
-hosts.yaml, no --host), no Images, no volume or cloud-init disks (storage is not
-fingerprinted), no spec.machine (nor are the host's machine aliases), every manifest
-valid and nothing logged at warning or above, every VM unchanged or restart-pending
-and no orphan pruned, exit 0; with -o json, no VM whose guest the output reads; never
-with --wait, -v, --no-proof or $RECONCILE_NO_PROOF. And only when every fingerprint read
-after the pass equals the one read before it: nothing changed while the pass ran.
+A pass qualifies only where the fingerprints cover everything it read, and its output
+is a function of them. Never recorded (the next pass then runs normally):
+- more than one host: hosts.yaml, --host (other hosts are not fingerprinted);
+- Image, Network or StoragePool documents (their reconciles read volumes, images and
+  resource states the fingerprint does not hold; an unmanaged network a VM's interface
+  names is covered: every network's name, state and definition are read);
+- a VM with volume or image disks or a cloud-init seed (storage is not fingerprinted),
+  spec.machine or a CPU model (nor are the host's machine aliases and CPU models), a
+  direct kernel boot (its files are resolved), or spec.host;
+- an invalid manifest, a load problem, anything logged at warning or above;
+- any outcome that is not a VM unchanged or restart-pending without steps: a network or
+  pool orphan, a pruned or refused orphan, a prune note, an unreachable host;
+- guest readiness in the output: -o json with a VM whose guest it reads (a running VM),
+  any outcome carrying guest information, --wait;
+- -v, an output other than text or json, an exit code other than 0, --no-proof or
+  $RECONCILE_NO_PROOF, a process that did not start through `proof.replay`;
+- a pass during which anything fingerprinted changed (read before and after: equal).
+Managed domains no manifest names (orphans, not pruned) are covered: every domain's
+saved definition is read.
 """
 
 from __future__ import annotations
@@ -22,7 +34,7 @@ from typing import TYPE_CHECKING
 from . import proof
 from .assemble import locks_for
 from .inventory import default_state_dir
-from .model import Result
+from .model import NO_KERNEL, Result
 from .readiness import looked_at
 from .settings import Settings
 from .virt.fingerprint import read_host
@@ -113,7 +125,8 @@ class Recorder:
             if (outcome.kind != "vm" or outcome.result not in NO_OP_RESULTS or outcome.steps
                     or outcome.orphan):
                 return f"{outcome.kind} {outcome.name}: {outcome.result.value}"
-            if self.settings.output == "json" and looked_at(outcome):
+            if outcome.guest is not None or (self.settings.output == "json"
+                                               and looked_at(outcome)):
                 return f"the output reads the guest of {outcome.name}"
         return None
 
@@ -145,9 +158,13 @@ def why_not_load(load: LoadResult) -> str | None:
         return "a problem, an invalid manifest or a warning in the manifests"
     if load.images or load.hosts or load.hosts_documents:
         return "Images or hosts in the manifests"
+    if load.networks or load.pools:
+        return "Network or StoragePool documents in the manifests"
     for spec in load.specs.values():
-        if spec.machine:
-            return f"{spec.name} names a machine"
+        if spec.machine or (spec.cpu is not None and spec.cpu.model):
+            return f"{spec.name} names a machine or a CPU model"
+        if spec.kernel is not None and spec.kernel is not NO_KERNEL:
+            return f"{spec.name} boots a kernel"
         if spec.cloud_init is not None or spec.host is not None:
             return f"{spec.name} has cloud-init or a host"
         if any(disk.volume or disk.pool or disk.image for disk in spec.disks):

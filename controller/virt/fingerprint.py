@@ -11,17 +11,26 @@ three listings (every domain, the autostarted ones, the persistent ones); for ea
 domain a manifest names, its current definition (`XMLDesc`, with `SECURE` on a
 read-write connection, as `Domains.observe` reads it) and, for a running one, its state
 and saved definition too; for every other domain its saved definition (`XMLDesc
-(INACTIVE)`, where `Domains.managed` finds reconcile's mark). Any libvirt error (a
-domain that vanished between two calls, a connection refused) means no digest.
+(INACTIVE)`, where `Domains.managed` finds reconcile's mark); and every network and
+storage pool: its name, whether it is active and its saved definition (where
+`Networks.managed`/`Pools.managed` find reconcile's mark, and what `brief` tells a VM
+whose interface names a network), a pool's without its sizes (capacity, allocation,
+available: they move with every write to its disk, and no pass that may record a proof
+reads them; proof_record refuses volume disks). Any libvirt error (a domain that
+vanished between two calls, a connection refused) means no digest.
 """
 
 from __future__ import annotations
 
+import re
 from _blake2 import blake2b  # hashlib's own, without importing OpenSSL's (~12 M instructions)
 from collections.abc import Collection
 from typing import Any
 
 import libvirt
+
+#: A pool definition's sizes (see the docstring).
+_POOL_SIZES = re.compile(r"<(capacity|allocation|available)\b[^>]*>[^<]*</\1>")
 
 
 def read_host(uri: str | None, *, readonly: bool, named: Collection[str]) -> str | None:
@@ -73,7 +82,23 @@ def _digest(conn: Any, *, readonly: bool, named: frozenset[str]) -> str:
                 put(str(dom.state()[0]), dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | secure))
         else:
             put(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    for name, network in sorted((network.name(), network)
+                                for network in conn.listAllNetworks(0)):
+        put("network", name, str(network.isActive()),
+            _saved(network, libvirt.VIR_NETWORK_XML_INACTIVE))
+    for name, pool in sorted((pool.name(), pool) for pool in conn.listAllStoragePools(0)):
+        put("pool", name, str(pool.isActive()),
+            _POOL_SIZES.sub("", _saved(pool, libvirt.VIR_STORAGE_XML_INACTIVE)))
     return digest.hexdigest()
+
+
+def _saved(thing: Any, inactive: int) -> str:
+    """A network's or pool's saved definition; its only one where the driver has no
+    INACTIVE flag (the test driver), as networks.py and pools.py read it."""
+    try:
+        return str(thing.XMLDesc(inactive))
+    except libvirt.libvirtError:
+        return "live " + str(thing.XMLDesc(0))
 
 
 def maybe_active(xml: str) -> bool:

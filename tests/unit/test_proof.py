@@ -265,6 +265,11 @@ def test_locks_held(tmp_path: Path) -> None:
     ("  machine: q35\n", False),
     ("  disks:\n    - volume: v\n      pool: default\n      size: 1GiB\n", False),
     ("  cloudInit:\n    pool: default\n    userData: '#cloud-config'\n", False),
+    ("  cpu:\n    model: Haswell\n", False),
+    ("  cpu:\n    mode: host-passthrough\n", True),
+    ("  kernel:\n    path: /var/lib/libvirt/boot/vmlinuz\n", False),
+    ("  kernel: null\n", True),
+    ("  interfaces:\n    - network: default\n", True),  # the fingerprint reads networks
 ])
 def test_which_loads_qualify(tree: Path, extra: str, qualifies: bool) -> None:
     (tree / "a.yaml").write_text(VM.format(name="a", extra=extra))
@@ -287,11 +292,14 @@ def test_loads_with_hosts_images_warnings_or_invalid_manifests_do_not_qualify(
 
 
 def test_what_the_planner_observes_is_what_the_fingerprint_covers() -> None:
-    """A tripwire: the fingerprints cover the domains, and the proof is refused for the
-    rest (copies on other hosts, machines, storage). A new input of the planner must be
-    added to virt/fingerprint.py or to why_not_load before this test is updated."""
+    """A tripwire: the fingerprints cover the domains and the networks (`blocked`: the
+    networks a VM's interfaces name), and the proof is refused for the rest (copies on
+    other hosts and moves, machines, CPU models, storage, pools of volume disks). A new
+    input of the planner must be added to virt/fingerprint.py or to why_not_load before
+    this test is updated."""
     assert [field.name for field in dataclasses.fields(Situation)] == [
-        "host", "here", "copies", "unknown", "machines", "storage"]
+        "host", "here", "copies", "unknown", "machines", "storage", "cpu_models",
+        "blocked", "move_storage"]
 
 
 @pytest.mark.parametrize(("xml", "active"), [
@@ -302,3 +310,16 @@ def test_what_the_planner_observes_is_what_the_fingerprint_covers() -> None:
 ])
 def test_maybe_active(xml: str, active: bool) -> None:
     assert maybe_active(xml) is active
+
+
+@pytest.mark.parametrize("document", [
+    "apiVersion: reconcile/v1\nkind: Network\nmetadata: {name: lab}\nspec: {mode: isolated}\n",
+    "apiVersion: reconcile/v1\nkind: StoragePool\nmetadata: {name: store}\n"
+    "spec: {path: /var/lib/libvirt/images/store}\n",
+])
+def test_loads_with_networks_or_pools_do_not_qualify(tree: Path, document: str) -> None:
+    assert why_not_load(load_directory(str(tree))) is None
+    (tree / "resource.yaml").write_text(document)
+    load = load_directory(str(tree))
+    assert not load.invalid, load.invalid
+    assert why_not_load(load) is not None
