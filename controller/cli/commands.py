@@ -105,10 +105,14 @@ def cmd_validate(settings: Settings) -> int:
 def cmd_once(settings: Settings) -> int:
     from ..assemble import make_hosts, make_reconciler  # not needed by validate and schema
     from ..passes import run_pass
+    from ..proof_record import Recorder
     from ..reconciler import FixedManifests
     from ..steplog import StepLog, chain
 
+    recorder = Recorder.begin(settings)  # the no-op proof, see proof.py
     load = load_manifests(settings)
+    if recorder:
+        recorder.loaded(load)
     dry_run = settings.dry_run
     progress = None
     if settings.output == "text" and sys.stderr.isatty() and not settings.verbose:
@@ -145,15 +149,19 @@ def cmd_once(settings: Settings) -> int:
     if settings.output == "json":
         for note in notes:  # the JSON object holds the contract's keys only
             log.warning("%s", note)
-        emit(render.to_json(report.outcomes, load.invalid, report.orphans,
-                            images=bool(load.images), pools=bool(load.pools),
-                            networks=bool(load.networks)))
+        output = render.to_json(report.outcomes, load.invalid, report.orphans,
+                                images=bool(load.images), pools=bool(load.pools),
+                                networks=bool(load.networks))
     else:
-        emit(render.to_text(report.outcomes, load.invalid, report.orphans, notes,
-                            pruning=settings.prune, dry_run=dry_run, style=_style()))
+        output = render.to_text(report.outcomes, load.invalid, report.orphans, notes,
+                                pruning=settings.prune, dry_run=dry_run, style=_style())
+    emit(output)
     code = once_exit_code(report.outcomes, invalid=bool(load.invalid), dry_run=dry_run)
     unreachable = hosts.several and bool(report.unreachable)
-    return EXIT_FAILED if unreachable and code != EXIT_INVALID else code
+    code = EXIT_FAILED if unreachable and code != EXIT_INVALID else code
+    if recorder:
+        recorder.finish(report, several=hosts.several, output=output, code=code)
+    return code
 
 
 def _read_guests(settings: Settings, hosts: Hosts, outcomes: list[Outcome]) -> None:

