@@ -4,8 +4,7 @@ Storage, images, cloud-init seeds, moves, guest reads, the event loop and the re
 are imported where a manifest or a domain uses them, not at start-up: a child
 `reconcile --once` over a plain VM that is already as its manifest says, on libvirt's
 test driver (a host file holding the domain, as the define of a pass would have left
-it), reports `unchanged` and has none of them in `sys.modules`. (`controller.readiness`
-is not checked: `proof_record` imports it for `looked_at`, which `guest_reads` holds.)
+it), reports `unchanged` and has none of them in `sys.modules`.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ FEATURE_MODULES = (
     "controller.virt.partial",
     "controller.virt.volume_reads",
     "controller.virt.guest",
+    "controller.readiness",
     "controller.virt.events",
     "controller.planner.storage",
     "controller.planner.seed",
