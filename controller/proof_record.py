@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING
 
 from . import proof
 from .assemble import locks_for
+from .guest_reads import looked_at
 from .inventory import default_state_dir
 from .model import NO_KERNEL, Result
-from .readiness import looked_at
 from .settings import Settings
 from .virt.fingerprint import read_host
 

@@ -166,10 +166,15 @@ def cmd_once(settings: Settings) -> int:
 
 def _read_guests(settings: Settings, hosts: Hosts, outcomes: list[Outcome]) -> None:
     """--wait: wait until the running VMs are ready; JSON: read their guests once. Text
-    without --wait reads none: a no-op pass stays as cheap as it was."""
-    from ..readiness import GuestReaders, looked_at, read_guests, to_wait_for, wait_for
+    without --wait reads none: a no-op pass stays as cheap as it was (nor imports the
+    readers, when no VM's guest is read)."""
+    from ..guest_reads import looked_at, to_wait_for
 
     waiting = to_wait_for(outcomes) if settings.wait else []
+    if not waiting and (settings.output != "json" or not any(map(looked_at, outcomes))):
+        return
+    from ..readiness import GuestReaders, read_guests, wait_for
+
     if waiting:
         log.info("waiting up to %gs for %d VM(s) to be ready", settings.wait_timeout,
                  len(waiting))
