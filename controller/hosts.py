@@ -28,7 +28,6 @@ from .manifests import LoadResult
 from .model import VMSpec
 from .planner.placement import host_label
 from .virt import Hypervisor, Listing, Marker
-from .virt.events import start_event_loop
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +222,8 @@ class Hosts:
         if not hosts:
             return
         if self.several:
+            from .virt.events import start_event_loop  # multi-host only
+
             start_event_loop()  # keepalive: a host that stops answering fails calls in ~20 s
         threads = []
         for host in hosts:
