@@ -5,6 +5,7 @@
     connection.py   one host's connection: open, reconnect, give up, call slots
     events.py       the event loop, and connections that deliver lifecycle events
     listing.py      value types of what a host lists (no libvirt handles)
+    lent.py         a resync's listing, lent once per domain to the reconciles after it
     domains.py      reading domains
     steps.py        the domain steps, each tolerating being already done
     guest.py        a running guest from outside: addresses (leases, agent), agent ping
@@ -16,8 +17,9 @@ values, and steps are called by domain name.
 
 from .connection import Connection
 from .hypervisor import Hypervisor
+from .lent import LentListing
 from .lines import CALLS_PER_CONNECTION, connections_for
 from .listing import Listing, Marker
 
-__all__ = ["CALLS_PER_CONNECTION", "Connection", "Hypervisor", "Listing", "Marker",
-           "connections_for"]
+__all__ = ["CALLS_PER_CONNECTION", "Connection", "Hypervisor", "LentListing", "Listing",
+           "Marker", "connections_for"]
