@@ -19,6 +19,7 @@ from ..errors import ConnectionLost
 from .errors import as_connection_lost, classify, silence_libvirt_stderr
 from .lines import Line, Lines, close_quietly, is_alive
 from .loop import event_loop_alive
+from .sockets import bound_unacknowledged, unacknowledged_limit
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Connection:
         self._conn: Any = None
         self._given_up: Any = None  # see give_up()
         self._lock = threading.Lock()
+        self._closes = 0  # close() calls, seen by a reconnect that waited without the lock
         self._lines = Lines(connections, self._open_extra, uri or "libvirt")
         self.calls = 0  # libvirt calls made, for benchmarks and -v
         #: Run when the connection is closed or replaced: a holder of libvirt handles
@@ -77,6 +79,8 @@ class Connection:
                 conn.setKeepAlive(*self.keepalive)
             except libvirt.libvirtError as exc:  # local drivers have no keepalive
                 log.debug("no keepalive on %s: %s", self.uri, exc)
+            else:  # a cut link: a socket error first, never keepalive's death (sockets.py)
+                bound_unacknowledged(self.uri, seconds=unacknowledged_limit(*self.keepalive))
         return conn
 
     def _open_extra(self) -> Any:
@@ -90,8 +94,10 @@ class Connection:
         is alive and is not `failed`.
 
         Calls still in flight on the old connection (a host that stopped answering) are
-        waited for first: opening another connection beside them, or closing the old one
-        under them, crashed libvirt's client (segfaults in libvirt.so and GLib).
+        waited for first, for as long as keepalive takes to end them (`drain_limit`), and
+        without the lock: a call that libvirt never ends must not hold up this host, nor
+        `close`. The old connection is closed only once its last call returns: closing it
+        under a call crashed libvirt's client (segfaults in libvirt.so and GLib).
         """
         with self._lock:
             if self._conn is not None and self._conn is not failed and self.alive():
@@ -99,9 +105,25 @@ class Connection:
             self._conn = self._given_up = None
             self._reset_hooks()
             old = self._lines.reset(None)
-            self._lines.wait_idle(old)
+            closes = self._closes
+        if not self._lines.wait_idle(old, self.drain_limit()):
+            log.warning("%s: %d call(s) still wait on the lost connection after %gs; "
+                        "opening a new one beside it", self.uri or "libvirt",
+                        sum(line.busy for line in old), self.drain_limit())
+        with self._lock:
             self._retire(old)
-            self._open_locked()
+            if self._closes != closes:
+                raise ConnectionLost(f"the connection to {self.uri or 'libvirt'} was closed")
+            if self._conn is None:  # else another thread connected meanwhile
+                self._open_locked()
+
+    def drain_limit(self) -> float:
+        """How long a reconnect waits for the lost connection's calls: until keepalive
+        has ended them, and one interval more."""
+        if self.keepalive is None:
+            return 30.0
+        interval, count = self.keepalive
+        return float(interval * (count + 2))
 
     def give_up(self) -> None:
         """Count the current connection as lost although libvirt has not said so (its
@@ -120,6 +142,7 @@ class Connection:
 
     def close(self) -> None:
         with self._lock:
+            self._closes += 1  # a reconnect waiting meanwhile opens nothing
             self._conn = None
             self._reset_hooks()
             self._retire(self._lines.reset(None))

@@ -134,11 +134,12 @@ class Lines:
         if close is not None:
             close(line.conn)
 
-    def wait_idle(self, lines: list[Line]) -> None:
-        """Until no call is in flight on any of `lines` (already out of the pool)."""
+    def wait_idle(self, lines: list[Line], timeout: float | None = None) -> bool:
+        """Until no call is in flight on any of `lines` (already out of the pool), or
+        `timeout` seconds; returns whether they are idle."""
         with self._idle:
-            while any(line.busy for line in lines):
-                self._idle.wait()
+            return self._idle.wait_for(lambda: not any(line.busy for line in lines),
+                                       timeout)
 
     def retire(self, line: Line, closer: Callable[[Any], None]) -> None:
         """Close `line`, already out of the pool, now or when its last call returns:

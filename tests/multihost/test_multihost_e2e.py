@@ -19,6 +19,7 @@ import pytest
 from tests.support.command import RECONCILE, run_captured
 from tests.support.domains import lookup
 from tests.support.libvirtd import VIRT_TYPE
+from tests.support.stacks import dump_stacks
 from tests.support.waiting import wait_until
 
 from .conftest import HOST_NAMES, Hosts
@@ -235,13 +236,6 @@ def test_a_link_cut_during_a_pass(tree: Tree, hosts: Hosts) -> None:
         assert list(_where(hosts, name)) == [host]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known bug, quarantined (2 of the last 4 full runs): after the cut, the service's "
-    "reconnect of kvm-3 never finished and nothing was logged for 180 s, while a healthy "
-    "host's connection died of a keepalive timeout at the same moment. Suspected: the "
-    "reconnect waits, under the connection lock, for calls in flight on the dead "
-    "connection, which only keepalive ends, while libvirt's event loop (which runs "
-    "keepalive for every connection) is blocked; see the closing note of 2026-12-01"))
 def test_the_service_keeps_other_hosts_converging_while_one_is_cut(
         tree: Tree, hosts: Hosts) -> None:
     names = {tree.vm(f"s{i}", HOST_NAMES[i % 3]): HOST_NAMES[i % 3] for i in range(3)}
@@ -275,7 +269,8 @@ def test_the_service_keeps_other_hosts_converging_while_one_is_cut(
             return bool(dom.isActive()) and dom.maxMemory() == 96 * 1024
         wait_until(resized, 180, what="kvm-3 to converge once back")
     except AssertionError as error:
-        raise AssertionError(f"{error}\nthe service's log:\n{log.read_text()[-4000:]}") from None
+        raise AssertionError(f"{error}\nthe service's log:\n{log.read_text()[-4000:]}"
+                             f"\nthe service's threads:\n{dump_stacks(service.pid)}") from None
     finally:
         service.send_signal(signal.SIGTERM)
         try:
