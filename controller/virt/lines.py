@@ -35,16 +35,14 @@ def connections_for(workers: int) -> int:
 
 
 class Line:
-    """One connection and the calls in flight on it; `freed`: what the calls that can only
-    use this connection (a domain handle's) wait on, under the pool's lock."""
+    """One connection and the calls in flight on it."""
 
-    __slots__ = ("busy", "closer", "conn", "freed")
+    __slots__ = ("busy", "closer", "conn")
 
-    def __init__(self, conn: Any, freed: threading.Condition | None = None):
+    def __init__(self, conn: Any):
         self.conn = conn
         self.busy = 0
         self.closer: Callable[[Any], None] | None = None  # once out of the pool
-        self.freed = freed or threading.Condition()
 
 
 class Lines:
@@ -58,13 +56,7 @@ class Lines:
         self._where = where
         self._opener = opener  # opens one more connection (raises ConnectionLost)
         self._lines: list[Line] = []
-        # One lock; waiters for any connection wait on `_free`, those for one connection
-        # on its line's `freed`, `wait_idle` on `_idle`: a finished call wakes one waiter
-        # that can use its slot, not all of them (8 workers, 4 slots on the connection
-        # that a listing's handles are on: waking all cost more than the calls).
-        self._lock = threading.Lock()
-        self._free = threading.Condition(self._lock)
-        self._idle = threading.Condition(self._lock)
+        self._free = threading.Condition()
         self._generation = 0  # a reconnect starts a new one; late opens of an old one close
         self._opening = False
         self._cannot_grow = False
@@ -74,16 +66,11 @@ class Lines:
         with the calls still in flight on each."""
         with self._free:
             old = self._lines
-            self._lines = [self._line(first)] if first is not None else []
+            self._lines = [Line(first)] if first is not None else []
             self._generation += 1
             self._cannot_grow = False
             self._free.notify_all()
-            for line in old:
-                line.freed.notify_all()  # its waiters find it gone
         return old
-
-    def _line(self, conn: Any) -> Line:
-        return Line(conn, threading.Condition(self._lock))
 
     def take(self, on: Any = None) -> Line | None:
         """A slot on `on` (the connection of a domain handle; None when that connection
@@ -91,19 +78,15 @@ class Lines:
         with self._free:
             while True:
                 if on is not None:
-                    mine = next((line for line in self._lines if line.conn is on), None)
-                    if mine is None:
+                    lines = [line for line in self._lines if line.conn is on]
+                    if not lines:
                         return None  # the call fails with libvirt's own reason
-                    if mine.busy < CALLS_PER_CONNECTION:
-                        mine.busy += 1
-                        return mine
-                    mine.freed.wait()
-                    continue
-                if not self._lines:
+                elif not self._lines:
                     raise ConnectionLost(f"not connected to {self._where}")
-                lines = sorted(self._lines, key=lambda line: line.busy)  # the least busy
-                if lines[0].busy >= CALLS_PER_CONNECTION // 2:
-                    self._grow_locked()  # before the slots run out: opening takes a while
+                else:  # the least busy: a domain handle's calls can only use its own
+                    lines = sorted(self._lines, key=lambda line: line.busy)
+                    if lines[0].busy >= CALLS_PER_CONNECTION // 2:
+                        self._grow_locked()  # before the slots run out: opening takes a while
                 line = next((line for line in lines if line.busy < CALLS_PER_CONNECTION), None)
                 if line is not None:
                     line.busy += 1
@@ -125,20 +108,15 @@ class Lines:
                 line.closer = close_quietly
             if line.closer is not None and not line.busy and line not in self._lines:
                 close, line.closer = line.closer, None
-            if line in self._lines:  # one slot: one waiter for it, one for any connection
-                line.freed.notify()
-                self._free.notify()
-            else:
-                line.freed.notify_all()  # its waiters find it gone
-                self._idle.notify_all()
+            self._free.notify_all()  # waiters may want different connections
         if close is not None:
             close(line.conn)
 
     def wait_idle(self, lines: list[Line], timeout: float | None = None) -> bool:
         """Until no call is in flight on any of `lines` (already out of the pool), or
         `timeout` seconds; returns whether they are idle."""
-        with self._idle:
-            return self._idle.wait_for(lambda: not any(line.busy for line in lines),
+        with self._free:
+            return self._free.wait_for(lambda: not any(line.busy for line in lines),
                                        timeout)
 
     def retire(self, line: Line, closer: Callable[[Any], None]) -> None:
@@ -169,7 +147,7 @@ class Lines:
             if conn is None:
                 self._cannot_grow = current
             elif current:
-                self._lines.append(self._line(conn))
+                self._lines.append(Line(conn))
                 log.info("opened connection %d of %d to %s: more than %d calls wanted at once",
                          len(self._lines), self.most, self._where, CALLS_PER_CONNECTION)
                 conn = None
