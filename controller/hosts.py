@@ -28,7 +28,6 @@ from .manifests import LoadResult
 from .model import VMSpec
 from .planner.placement import host_label
 from .virt import Hypervisor, LentListing, Listing, Marker
-from .virt.events import start_event_loop
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +230,8 @@ class Hosts:
         if not hosts:
             return
         if self.several:
+            from .virt.events import start_event_loop  # multi-host only
+
             start_event_loop()  # keepalive: a host that stops answering fails calls in ~20 s
         threads = []
         for host in hosts:

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from .hosts import Host, Hosts
 from .manifests import LoadResult
 from .model import DesiredState, ImageSpec, Observed, VMSpec, VolumeInfo
-from .observing_moves import move_storage_of
 from .planner import Copy, Machines, Situation
-from .planner.storage import StorageView
 from .resourcekinds import ResourceStates, vm_blocker
 from .virt import Listing
 from .virt.storagexml import marker_name
+
+if TYPE_CHECKING:
+    from .planner.storage import StorageView
 
 
 def observe(spec: VMSpec, host: Host, hosts: Hosts, listing: Listing | None, *,
@@ -42,6 +44,8 @@ def observe(spec: VMSpec, host: Host, hosts: Hosts, listing: Listing | None, *,
     storage = storage_of(spec, host, here, images, dry_run=dry_run)
     moving = None
     if len(copies) == 1 and spec.state is not DesiredState.ABSENT:
+        from .observing_moves import move_storage_of  # moves only
+
         moving = move_storage_of(spec, source=hosts[copies[0].host], target=host,
                                  src=copies[0].observed, target_view=storage, images=images)
     return Situation(host=host.name, here=here, copies=tuple(copies), unknown=unknown,
@@ -60,6 +64,8 @@ def storage_of(spec: VMSpec, host: Host, here: Observed, images: Mapping[str, Im
              if disk.volume and disk.pool]
     if not keyed and spec.cloud_init is None:
         return None
+    from .planner.storage import StorageView  # VMs with volumes or a seed only
+
     storage = host.hypervisor.storage
     volumes: dict[tuple[str, str], VolumeInfo | None] = {
         key: storage.volume(*key) for key, _ in keyed}

@@ -26,16 +26,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from .errors import ConnectionLost
+from .guest_reads import looked_at as looked_at
+from .guest_reads import running_now as running_now
+from .guest_reads import to_wait_for as to_wait_for
 from .hosts import DEFAULT_HOST, Host, Hosts
-from .model import Cause, DesiredState, GuestInfo, Outcome, Readiness, Result
+from .model import Cause, GuestInfo, Outcome, Readiness, Result
 from .virt import Hypervisor
 
 #: The first pause before looking at a VM again, and the longest.
 BACKOFF = (0.5, 5.0)
 #: A single read of guests (JSON, status) gives up on a guest after this many seconds.
 LOOK_TIMEOUT = 60.0
-#: The results of a pass whose running VMs --wait waits for.
-_WAITED_RESULTS = (Result.UNCHANGED, Result.CONVERGED, Result.RESTART_PENDING)
 
 
 @dataclass(frozen=True)
@@ -192,24 +193,6 @@ def look_all(targets: Sequence[Target], *, workers: int = 8) -> list[GuestInfo]:
 
 # --- outcomes of a pass ----------------------------------------------------------------
 
-def looked_at(outcome: Outcome) -> bool:
-    """Whether the JSON output reads this VM's guest: a manifest's VM that may exist,
-    on a host that answered, unless the pass just saw it stopped and changed nothing
-    (its guest is then not running: no addresses, no agent, as a look would say; the
-    pass's own reads are the fresh ones, as `status` uses them)."""
-    spec = outcome.spec
-    if outcome.result is Result.UNCHANGED and not running_now(outcome):
-        return False
-    return (spec is not None and spec.state is not DesiredState.ABSENT
-            and outcome.cause is not Cause.HOST_UNREACHABLE and not outcome.orphan)
-
-
-def running_now(outcome: Outcome) -> bool:
-    """Whether the domain ran when observed (status: a dry run, observed now)."""
-    observed = outcome.observed
-    return observed is not None and observed.exists and observed.power.active
-
-
 class GuestReaders:
     """Which connection reads each host's guests: the host's own when it is read-write;
     for a read-only one (status, --dry-run), a read-write connection of its own, opened
@@ -284,14 +267,6 @@ def wait_for(outcomes: Sequence[Outcome], hosts: Hosts, *, timeout: float,
     waited = wait_ready([target for _, target in chosen], timeout=timeout, workers=workers)
     for (outcome, _), result in zip(chosen, waited, strict=True):
         apply_waited(outcome, result, timeout=timeout)
-
-
-def to_wait_for(outcomes: Iterable[Outcome]) -> list[Outcome]:
-    """The VMs `--wait` waits for: meant to run, and converged (or unchanged, or
-    restart-pending); failed, conflicting and suspended ones are reported as they are."""
-    return [outcome for outcome in outcomes
-            if outcome.spec is not None and outcome.spec.state is DesiredState.RUNNING
-            and outcome.result in _WAITED_RESULTS]
 
 
 def apply_waited(outcome: Outcome, waited: Waited, *, timeout: float) -> None:

@@ -39,6 +39,7 @@ class Settings:
     download_timeout: float = 60.0
     wait: bool = False  # --once --wait: until every running VM is ready
     wait_timeout: float = 300.0
+    no_proof: bool = False  # --once --no-proof: record and replay no no-op proof (proof.py)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
@@ -48,7 +49,7 @@ class Settings:
             "connect", "output", "strict_permissions", "verbose", "dry_run", "prune",
             "max_prune", "workers", "lock_timeout", "lock_dir", "step_log", "state_dir",
             "connect_timeout", "resync", "metrics_address", "download_timeout", "wait",
-            "wait_timeout")
+            "wait_timeout", "no_proof")
             if hasattr(args, name)}
         roots = getattr(args, "disk_roots", None)
         return cls(manifests=getattr(args, "manifests", ""), extra_hosts=extra, only_host=only,

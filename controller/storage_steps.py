@@ -19,7 +19,6 @@ from pathlib import Path
 from .errors import HypervisorError, PermanentError, TransientError
 from .model import Action, Step
 from .virt import Hypervisor
-from .virt.storage import Check
 
 #: A progress callback for one download: (bytes done, total or None).
 Progress = Callable[[int, int | None], None]
@@ -70,6 +69,7 @@ def run_storage_step(hypervisor: Hypervisor, name: str, step: Step,
 
 def _import(hypervisor: Hypervisor, step: Step, context: StepContext) -> None:
     from .images import FetchError, fetch_image  # a pass without imports never loads it
+    from .virt.storage import Check
 
     image = step.image
     assert image is not None
@@ -101,6 +101,7 @@ def _seed(hypervisor: Hypervisor, step: Step) -> None:
     import tempfile
 
     from .cloudinit import SeedError, build_seed
+    from .virt.storage import Check
 
     want = step.seed
     assert want is not None

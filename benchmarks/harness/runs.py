@@ -161,7 +161,8 @@ def cache_bytecode(prefix: Path) -> str:
     here, before anything is timed."""
     inherited = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ["PYTHONPYCACHEPREFIX"] = str(prefix)
-    modules = ("libvirt", "yaml", "fastjsonschema", "controller.cli", "controller.reconciler",
+    modules = ("libvirt", "yaml", "fastjsonschema", "controller.entry", "controller.proof_record",
+               "controller.cli", "controller.reconciler",
                "controller.executor", "controller.service", "controller.export", "tenacity",
                "jsonschema")
     warm = (f"import importlib\nfor m in {modules!r}:\n"

@@ -105,10 +105,14 @@ def cmd_validate(settings: Settings) -> int:
 def cmd_once(settings: Settings) -> int:
     from ..assemble import make_hosts, make_reconciler  # not needed by validate and schema
     from ..passes import run_pass
+    from ..proof_record import Recorder
     from ..reconciler import FixedManifests
     from ..steplog import StepLog, chain
 
+    recorder = Recorder.begin(settings)  # the no-op proof, see proof.py
     load = load_manifests(settings)
+    if recorder:
+        recorder.loaded(load)
     dry_run = settings.dry_run
     progress = None
     if settings.output == "text" and sys.stderr.isatty() and not settings.verbose:
@@ -145,23 +149,32 @@ def cmd_once(settings: Settings) -> int:
     if settings.output == "json":
         for note in notes:  # the JSON object holds the contract's keys only
             log.warning("%s", note)
-        emit(render.to_json(report.outcomes, load.invalid, report.orphans,
-                            images=bool(load.images), pools=bool(load.pools),
-                            networks=bool(load.networks)))
+        output = render.to_json(report.outcomes, load.invalid, report.orphans,
+                                images=bool(load.images), pools=bool(load.pools),
+                                networks=bool(load.networks))
     else:
-        emit(render.to_text(report.outcomes, load.invalid, report.orphans, notes,
-                            pruning=settings.prune, dry_run=dry_run, style=_style()))
+        output = render.to_text(report.outcomes, load.invalid, report.orphans, notes,
+                                pruning=settings.prune, dry_run=dry_run, style=_style())
+    emit(output)
     code = once_exit_code(report.outcomes, invalid=bool(load.invalid), dry_run=dry_run)
     unreachable = hosts.several and bool(report.unreachable)
-    return EXIT_FAILED if unreachable and code != EXIT_INVALID else code
+    code = EXIT_FAILED if unreachable and code != EXIT_INVALID else code
+    if recorder:
+        recorder.finish(report, several=hosts.several, output=output, code=code)
+    return code
 
 
 def _read_guests(settings: Settings, hosts: Hosts, outcomes: list[Outcome]) -> None:
     """--wait: wait until the running VMs are ready; JSON: read their guests once. Text
-    without --wait reads none: a no-op pass stays as cheap as it was."""
-    from ..readiness import GuestReaders, looked_at, read_guests, to_wait_for, wait_for
+    without --wait reads none: a no-op pass stays as cheap as it was (nor imports the
+    readers, when no VM's guest is read)."""
+    from ..guest_reads import looked_at, to_wait_for
 
     waiting = to_wait_for(outcomes) if settings.wait else []
+    if not waiting and (settings.output != "json" or not any(map(looked_at, outcomes))):
+        return
+    from ..readiness import GuestReaders, read_guests, wait_for
+
     if waiting:
         log.info("waiting up to %gs for %d VM(s) to be ready", settings.wait_timeout,
                  len(waiting))

@@ -47,7 +47,8 @@ def _add_manifest_options(parser: argparse.ArgumentParser,
 
 def _add_hosts_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", metavar="DIR", default=None,
-                        help="with several hosts: where each host's last listing is kept "
+                        help="with several hosts: where each host's last listing is kept; "
+                             "--once: the proof of its last pass that changed nothing "
                              "(default: $RECONCILE_STATE_DIR, else /var/lib/reconcile as root)")
     parser.add_argument("--connect-timeout", metavar="SECONDS", type=_positive_float,
                         default=10.0,
@@ -83,6 +84,10 @@ def main_parser() -> argparse.ArgumentParser:
                              "not ready by --wait-timeout fails")
     parser.add_argument("--wait-timeout", metavar="SECONDS", type=_positive_float,
                         default=300.0, help="with --wait: how long to wait (default: 300)")
+    parser.add_argument("--no-proof", action="store_true",
+                        help="with --once: neither replay nor record the proof of a pass "
+                             "that changed nothing (kept in --state-dir; also "
+                             "$RECONCILE_NO_PROOF=1)")
     _add_manifest_options(parser)
     _add_connect_option(parser)
     parser.add_argument("--prune", action="store_true",

@@ -14,14 +14,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..cloudinit import (
-    MAX_SEED_BYTES,
-    SeedError,
-    check_meta_data,
-    check_network_config,
-    check_user_data,
-    seed_files,
-)
 from ..model import CloudInit
 
 _MAX_USER_DATA_FILE = 16 * 1024 * 1024
@@ -65,6 +57,15 @@ def to_cloud_init(value: dict[str, Any] | None, *, root: str, relative: str,
     """The CloudInit of one document; CloudInitError (field path, reason) when invalid."""
     if value is None:
         return None
+    from ..cloudinit import (  # the seed's code: only for VMs that have one
+        MAX_SEED_BYTES,
+        SeedError,
+        check_meta_data,
+        check_network_config,
+        check_user_data,
+        seed_files,
+    )
+
     path = "spec.cloudInit"
     user_data = value.get("userData")
     if "userDataFile" in value:

@@ -57,6 +57,7 @@ class LoadResult:
     warnings: list[str] = field(default_factory=list)  # e.g. files others may write
     hosts: dict[str, str] = field(default_factory=dict)  # hosts.yaml and --host NAME=URI
     hosts_documents: int = 0  # Hosts documents seen in hosts.yaml, valid or not
+    disk_sources: set[str] = field(default_factory=set)  # disk paths resolved (no-op proof)
 
     @property
     def prune_safe(self) -> bool:

@@ -58,6 +58,8 @@ def cross_check(
                 f"name '{name}' is also defined in {others or 'an invalid document'}"))
             result.refuse_name(name, relative)
             continue
+        result.disk_sources.update(disk["source"] for disk in (document.get("spec") or {})
+                                   .get("disks") or () if "source" in disk)
         try:
             spec = _to_spec(document, relative, roots)
             _check_images(spec, result)

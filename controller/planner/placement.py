@@ -21,6 +21,7 @@ after the stop and before the define, a live one during the migration.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from .. import domainxml
 from ..model import (
@@ -33,10 +34,11 @@ from ..model import (
     Step,
     VMSpec,
 )
-from .moves import MoveStorage, MoveView, plan_move_storage
-from .seed import plan_seed, seed_cleanup_on_removal
-from .storage import StorageView, plan_storage
 from .vm import Machines, plan, removal_steps
+
+if TYPE_CHECKING:  # storage, seeds and moves: imported where a VM has them
+    from .moves import MoveStorage, MoveView
+    from .storage import StorageView
 
 
 def host_label(name: str | None) -> str:
@@ -92,6 +94,9 @@ def plan_here(spec: VMSpec, situation: Situation) -> Plan:
     if view is None:
         return plan(spec, situation.here, machines=situation.machines,
                     cpu_models=situation.cpu_models)
+    from .seed import plan_seed, seed_cleanup_on_removal
+    from .storage import plan_storage
+
     if spec.state is DesiredState.ABSENT:
         gone = plan(spec, situation.here, machines=situation.machines)
         if gone.conflict:
@@ -172,6 +177,8 @@ def _finish(spec: VMSpec, situation: Situation, why: str, first: tuple[Step, ...
 
 
 def _carried(spec: VMSpec, situation: Situation, *, live: bool) -> MoveStorage:
+    from .moves import MoveStorage, plan_move_storage
+
     view = situation.move_storage
     if view is None:
         return MoveStorage()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from .. import domainxml
 from ..model import (
@@ -37,8 +38,9 @@ from ..model import (
 )
 from ..units import format_kib, round_up_mib
 from .devices import device_changes, hotplug_steps, live_changes, refusal
-from .seed import SeedPlan
-from .storage import delete_steps
+
+if TYPE_CHECKING:
+    from .seed import SeedPlan
 
 #: Machine aliases ('pc') to libvirt's canonical names ('pc-i440fx-7.2'), as the
 #: reconciler resolved them on the VM's host when it observed the domain.
@@ -118,6 +120,8 @@ def removal_steps(observed: Observed, reason: str, *, stop_timeout: int) -> tupl
 def _plan_remove(observed: Observed, spec: VMSpec, reason: str) -> Plan:
     steps = removal_steps(observed, reason, stop_timeout=spec.stop_timeout)
     if spec.state is DesiredState.ABSENT and observed.saved is not None:
+        from .storage import delete_steps
+
         steps += delete_steps(spec, observed.saved.created_volumes)
     return Plan(steps=steps)
 

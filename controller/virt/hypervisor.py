@@ -5,20 +5,28 @@ steps can do to them (`steps`), its pools and volumes (`storage`), what running
 guests show (`guest`: addresses, agent), and its declared networks and pools
 (`networks`, `pools`). Made by the host layer (`controller.hosts`),
 one per host.
+
+`storage` and `guest` are made (and their modules imported) on first use: a pass
+over VMs without disks or running guests never loads the volume, stream and
+transfer code, nor the event loop unless a connection is `watched`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from .connection import Connection
 from .domains import Domains
-from .events import AgentEventCallback, ConnectionCallback, DomainEventCallback, WatchedConnection
-from .guest import Guests
 from .networks import Networks
 from .pools import Pools
 from .steps import DomainSteps
-from .storage import Storage
+
+if TYPE_CHECKING:
+    from .events import AgentEventCallback, ConnectionCallback, DomainEventCallback
+    from .guest import Guests
+    from .storage import Storage
 
 
 class Hypervisor:
@@ -28,8 +36,6 @@ class Hypervisor:
         self.connection = connection
         self.domains = Domains(connection)
         self.steps = DomainSteps(connection)
-        self.storage = Storage(connection)
-        self.guest = Guests(connection)
         self.networks = Networks(connection)  # kind: Network
         self.pools = Pools(connection)  # kind: StoragePool
 
@@ -47,9 +53,25 @@ class Hypervisor:
                 on_agent: AgentEventCallback | None = None) -> Hypervisor:
         """A host whose connections deliver lifecycle events (the service), and guest
         agent (dis)connections to `on_agent`."""
+        from .events import WatchedConnection
+
         return cls(WatchedConnection(uri, on_event=on_event, on_open=on_open,
                                      on_close=on_close, connections=connections,
                                      on_agent=on_agent))
+
+    @cached_property
+    def storage(self) -> Storage:
+        """Pools and volumes (`.storage`), made on first use."""
+        from .storage import Storage
+
+        return Storage(self.connection)
+
+    @cached_property
+    def guest(self) -> Guests:
+        """Running guests from outside (`.guest`), made on first use."""
+        from .guest import Guests
+
+        return Guests(self.connection)
 
     @property
     def uri(self) -> str | None:
