@@ -42,7 +42,7 @@ def run_storage_step(hypervisor: Hypervisor, name: str, step: Step,
         _import(hypervisor, step, context)
     elif step.action is Action.CREATE_VOLUME:
         assert want is not None
-        storage.ensure_pool(want.pool)
+        storage.require_pool(want.pool)
         if want.finish:
             storage.clear_partial(want.pool, want.name)
         elif want.copy_of is not None:
@@ -89,7 +89,7 @@ def _import(hypervisor: Hypervisor, step: Step, context: StepContext) -> None:
         _close(progress)
         raise TransientError(f"image {image.name}: {error}") from error
     _close(progress)
-    hypervisor.storage.ensure_pool(image.pool)
+    hypervisor.storage.require_pool(image.pool)
     hypervisor.storage.upload(image.pool, image.volume, path=str(fetched.path),
                               format=image.format, sha256=image.sha256, check=Check.SENT)
 
@@ -111,7 +111,7 @@ def _seed(hypervisor: Hypervisor, step: Step) -> None:
                           if want.network_config else None)
     except SeedError as error:
         raise PermanentError(f"seed {want.volume}: {error}") from error
-    hypervisor.storage.ensure_pool(want.pool)
+    hypervisor.storage.require_pool(want.pool)
     with tempfile.NamedTemporaryFile(prefix="reconcile-seed-", suffix=".iso") as file:
         os.fchmod(file.fileno(), 0o600)
         file.write(seed.data)
@@ -131,7 +131,7 @@ def copy_to(source: Hypervisor, target: Hypervisor, step: Step) -> None:
     """copy-volume of a cold move: the source's volume on the target, verified."""
     want = step.volume
     assert want is not None
-    target.storage.ensure_pool(want.pool)
+    target.storage.require_pool(want.pool)
     source.storage.carry_to(target.storage, want.pool, want.name,
                             where=f"host {step.to_host or '(-c)'}")
 
@@ -142,7 +142,7 @@ def migrate_with_volumes(source: Hypervisor, target: Hypervisor, name: str,
     first (partial until the migration is done), then the domain migrates."""
     assert step.xml is not None
     for pool in dict.fromkeys(want.pool for want in step.volumes):
-        target.storage.ensure_pool(pool)
+        target.storage.require_pool(pool)
     disks = [want.target for want in step.volumes if want.target]
     with target.storage.receiving(step.volumes) as keep:
         try:

@@ -11,13 +11,16 @@ as many connections as reconcile opens. Rounds alternate; each run is checked (e
 and its domains and overlays are removed before the next. After each reconcile run, a
 second `reconcile --once` over the same manifests (a no-op: every VM `unchanged`; not in
 the ratio) gives the pass's fixed cost on this host (start-up, imports, listing
-every domain and reading its definition, the manifests), recorded as `reconcile_noop`.
+every domain and reading its definition, the manifests), recorded as `reconcile_noop`;
+and the reconcile run's --step-log gives the time from its first step's start to its
+last step's done (`steps_span`: no start-up; the floor's figure keeps its own).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 from controller.virt import connections_for
 from harness.context import Bench
@@ -34,6 +37,7 @@ from harness.runs import (
     summary,
 )
 from harness.storage import Image, alternate, ratio_row, vm_document, write_documents
+from sections.storage_import import summary_of
 
 
 def measure(b: Bench, *, image: Image, n: int, runs: int, workers: int,
@@ -49,15 +53,20 @@ def measure(b: Bench, *, image: Image, n: int, runs: int, workers: int,
             delete_volumes(b.host.conn, image.pool, [f"{name}-root" for name in names])
 
         noop: list[Run] = []
+        spans: list[float] = []
 
         def reconcile(names: list[str] = names, state: str = state,
-                      noop: list[Run] = noop) -> Run:
+                      noop: list[Run] = noop, spans: list[float] = spans) -> Run:
             manifests = b.tmp / f"overlays-{state}"
             write_documents(manifests, [image.document()] + [
                 vm_document(name, state=state, memory_mib=64, virt_type=b.virt_type,
                             image=image) for name in names])
+            steplog = b.tmp / f"overlays-{state}-steps.jsonl"
+            steplog.unlink(missing_ok=True)
             run = run_timed(b.once(manifests, b.tmp / "locks", "--workers", str(workers),
-                                   "--state-dir", str(b.tmp / "overlays-state")))
+                                   "--state-dir", str(b.tmp / "overlays-state"),
+                                   "--step-log", str(steplog)))
+            spans.append(steps_span(steplog))
             check_once(run, f"overlays {state}", n=len(names), allowed={"converged"},
                        steps={"create-volume", "define"}
                        | ({"start"} if state == "running" else set()))
@@ -87,9 +96,23 @@ def measure(b: Bench, *, image: Image, n: int, runs: int, workers: int,
         samples, others = alternate(b, runs, {"reconcile": reconcile, "floor": floor},
                                     settle=reset)
         rows.append(ratio_row(samples, "floor", state=state, n=n, workers=workers,
-                              others=others, reconcile_noop=summary(noop)))
+                              others=others, reconcile_noop=summary(noop),
+                              steps_span=summary_of(spans)))
     return {"rows": rows, "runs": runs,
             "floor": "floors/storage.py: createXML (overlay) + defineXML (+ create)"}
+
+
+def steps_span(steplog: Path) -> float:
+    """From the first step's start to the last step's done in a --step-log file: the
+    run's steps with what overlaps them, without its start-up, loading and observing
+    before the first step (nor its exit after the last)."""
+    starts, dones = [], []
+    for line in steplog.read_text().splitlines():
+        entry = json.loads(line)
+        (starts if entry["phase"] == "start" else dones).append(float(entry["time"]))
+    if not starts or not dones:
+        raise BenchError(f"{steplog}: no steps")
+    return max(dones) - min(starts)
 
 
 def _check_running(b: Bench, names: list[str], state: str) -> None:

@@ -42,11 +42,13 @@ def writing(pool: Any, name: str) -> Iterator[Callable[[], None]]:
     leftover that cannot be deleted keeps its marker); after it, the content is kept."""
     where = f"volume {name!r} in pool {pool.name()!r}"
     marker = marker_name(name)
-    interrupted = lookup_volume(pool, marker) is not None
+    ours = lookup_volume(pool, marker)  # the marker's handle, to delete it at the end
+    interrupted = ours is not None
     if not interrupted:
         with translate_storage(f"cannot create the partial marker of {where}"):
             try:
-                pool.createXML(volume_xml(name=marker, capacity=0, format="raw", mode=0o600), 0)
+                ours = pool.createXML(
+                    volume_xml(name=marker, capacity=0, format="raw", mode=0o600), 0)
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() != code("VIR_ERR_STORAGE_VOL_EXIST"):
                     raise
@@ -85,7 +87,9 @@ def writing(pool: Any, name: str) -> Iterator[Callable[[], None]]:
         raise
     if not finished:
         raise RuntimeError(f"write of {where} ended without completing")  # a bug of ours
-    marker_vol = lookup_volume(pool, marker)
+    # through the handle it was made (or found) with: a libvirt handle names the volume
+    # by pool and name, so this deletes what a fresh lookup would find, one call less
+    marker_vol = ours if ours is not None else lookup_volume(pool, marker)
     if marker_vol is not None:
         delete_raw(marker_vol, f"the partial marker of {where}")
 

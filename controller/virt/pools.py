@@ -53,11 +53,16 @@ def read_pool_info(pool: Any) -> PoolInfo:
 
 def active_pool(conn: libvirt.virConnect, name: str) -> Any:
     pool = lookup_pool(conn, name)
+    require_active(pool, name)
+    return pool
+
+
+def require_active(pool: Any, name: str) -> None:
+    """PoolUnusable unless the pool (a handle) is active now."""
     with translate_storage(f"cannot read storage pool {name!r}"):
         active = pool.isActive()
     if not active:
         raise PoolUnusable(f"storage pool {name!r} is not active")
-    return pool
 
 
 def pool_info(conn: libvirt.virConnect, *, name: str) -> PoolInfo | None:

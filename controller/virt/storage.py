@@ -115,6 +115,22 @@ class Storage:
                                    f"{self._c.uri or 'this host'}")
             return found
 
+    def require_pool(self, name: str) -> None:
+        """What a step needs before it writes into pool `name`: `ensure_pool`'s outcome
+        (a missing `default` made, another missing pool PoolNotFound) without reading the
+        pool's definition, which no step uses: one call for a pool other than `default`
+        (the write itself then finds an inactive pool unusable)."""
+        if name == DEFAULT_POOL:
+            self.ensure_pool(name)
+            return
+        with self._conn() as conn:
+            self._c.calls += 1
+            try:
+                pools.lookup_pool(conn, name)
+            except PoolNotFound as error:
+                raise PoolNotFound(f"storage pool {name!r} does not exist on "
+                                   f"{self._c.uri or 'this host'}") from error
+
     def create(self, pool: str, name: str, *, capacity: int | None, format: str,
                backing: Backing | None, mode: int | None = None) -> Ensured:
         with self._conn() as conn:

@@ -10,7 +10,6 @@ hashes what passes in a thread of its own, so that hashing overlaps the stream c
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import queue
 import threading
@@ -47,6 +46,9 @@ class Hasher:
     (hashlib and libvirt's stream calls both release the GIL)."""
 
     def __init__(self) -> None:
+        import hashlib  # here: loading OpenSSL costs ~4 ms of every start-up, and most
+        # passes stream nothing
+
         self._hash = hashlib.sha256()
         self._queue: queue.Queue[bytes | int | None] = queue.Queue(maxsize=64)
         self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)

@@ -12,8 +12,9 @@ from typing import Any
 
 import libvirt
 
+from ..errors import HypervisorError
 from .errors import code
-from .pools import active_pool
+from .pools import active_pool, lookup_pool, require_active
 from .storage_errors import (
     PartialVolume,
     PoolNotFound,
@@ -53,11 +54,20 @@ def read_volume_info(pool: Any, vol: Any, *, partial: bool | None = None) -> Vol
 
 def volume_info(conn: libvirt.virConnect, *, pool: str, name: str) -> VolumeInfo | None:
     """The volume `name` in `pool` (with `partial` set when it is an interrupted write),
-    or None when there is no such volume."""
+    or None when there is no such volume. PoolNotFound or PoolUnusable (inactive) as
+    `active_pool` raises them; the pool's activity is asked only when the volume is not
+    found (libvirt finds volumes in active pools only), one round trip less a read."""
     check_volume_name(name)
-    handle = active_pool(conn, pool)
-    vol = lookup_volume(handle, name)
-    return None if vol is None else read_volume_info(handle, vol)
+    handle = lookup_pool(conn, pool)
+    try:
+        with translate_storage(f"cannot find volume {name!r} in pool {pool!r}"):
+            vol = handle.storageVolLookupByName(name)
+    except HypervisorError as error:
+        require_active(handle, pool)  # an inactive pool: PoolUnusable, as before
+        if isinstance(error, VolumeNotFound):
+            return None
+        raise
+    return read_volume_info(handle, vol)
 
 
 def require_complete(conn: libvirt.virConnect, *, pool: str, name: str) -> VolumeInfo:
