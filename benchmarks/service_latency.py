@@ -2,7 +2,7 @@
 
     python benchmarks/service_latency.py [-c URI | --private-libvirtd] [--vms 4] [--stopped 96]
                                          [--rounds 20] [--idle 60] [--rss-at 1000]
-                                         [--json FILE]
+                                         [--resyncs 1] [--json FILE] [--profile FILE]
 
 Run it with the interpreter of the installation to measure (e.g. .venv/bin/python): the
 `reconcile` command is the one next to it. Needs root and a libvirtd (default
@@ -26,8 +26,9 @@ for READY=1 on a NOTIFY_SOCKET of its own, then measures:
   idle CPU, RSS          over --idle seconds with nothing to do: CPU time from
                          /proc/PID/stat, RSS and peak RSS from /proc/PID/status
   RSS at N VMs           with --rss-at N: more stopped manifests are written until N VMs
-                         are managed, the service defines them, a full resync (SIGHUP)
-                         reconciles all N, then RSS and peak RSS are read again
+                         are managed, the service defines them, and once it is idle
+                         a full resync (SIGHUP) reconciles all N (--resyncs times, each
+                         next to the floor's CPU), then RSS and peak RSS are read again
 
 Each latency is given as median (p50) and p95 (nearest rank) over --rounds trials. Prints
 a Markdown table, and with --json FILE writes the numbers (bench.py's `service` section).
@@ -178,6 +179,13 @@ def main() -> int:
                              "(default: skip)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE",
                         help="also write the numbers to FILE as JSON")
+    parser.add_argument("--resyncs", type=int, default=1, metavar="K",
+                        help="with --rss-at: K full resyncs, each next to three runs of "
+                             "the floor (default 1; the medians are reported)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="FILE",
+                        help="run the service under cProfile from the SIGHUP of --rss-at on "
+                             "(harness/profile_service.py) and write its stats to FILE; "
+                             "its CPU figures are then the profiled ones")
     args = parser.parse_args()
 
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -249,7 +257,11 @@ def measure(args: argparse.Namespace) -> int:
     env = {key: value for key, value in os.environ.items()
            if key not in ("WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM")}
     env.update(NOTIFY_SOCKET="@" + notify_address, PYTHONUNBUFFERED="1")
-    service = Service([str(RECONCILE), "-m", str(folder), "-c", args.connect, "--lock-dir",
+    command = [str(RECONCILE)]
+    if args.profile is not None:
+        command = [sys.executable, str(Path(__file__).resolve().parent / "harness" /
+                                       "profile_service.py"), str(args.profile.resolve())]
+    service = Service([*command, "-m", str(folder), "-c", args.connect, "--lock-dir",
                        str(workdir / "locks"), "--state-dir", str(workdir / "state"),
                        "--resync", "3600", "-v"], env)
     edit_step: list[float] = []
@@ -380,22 +392,28 @@ def measure(args: argparse.Namespace) -> int:
         print(f"| idle CPU over {results['grown_idle_seconds']:.0f} s after it, "
               f"{results['grown_to']} managed VMs | "
               f"{results['grown_idle_cpu_share'] * 100:.3f} % of one CPU |")
-        print(f"| CPU of that full resync / of floors/noop.py (whole process) | "
-              f"{results['grown_resync_cpu_s']:.2f} s / {results['grown_floor_cpu_s']:.2f} s "
-              f"({results['grown_resync_cpu_s'] / results['grown_floor_cpu_s']:.2f}x) |")
+        rounds = results["grown_resyncs"]
+        print(f"| CPU of that full resync / of floors/noop.py (whole process), median of "
+              f"{len(rounds['ratios'])} | {results['grown_resync_cpu_s']:.2f} s / "
+              f"{results['grown_floor_cpu_s']:.2f} s "
+              f"({results['grown_resync_cpu_s'] / results['grown_floor_cpu_s']:.2f}x; rounds "
+              f"{', '.join(f'{r:.2f}x' for r in rounds['ratios'])}; load "
+              f"{min(rounds['load_1min']):.1f}-{max(rounds['load_1min']):.1f}) |")
+        print(f"| the floor's calls with libvirt's event loop running (floors/noop_events.py)"
+              f" | {statistics.median(rounds['floor_with_event_loop_cpu_s']):.2f} s |")
     return 0 if code == 0 else 1
 
 
-def _floor_cpu(uri: str) -> float:
+def _floor_cpu(uri: str, script: str = "noop.py") -> float:
     """CPU time (user + system) of one run of floors/noop.py on `uri`: the floor a full
-    resync is compared with (issue 18: at most 2x)."""
-    floor = Path(__file__).resolve().parent / "floors" / "noop.py"
+    resync is compared with (issue 18: at most 2x); or of another floor script."""
+    floor = Path(__file__).resolve().parent / "floors" / script
     proc = subprocess.Popen([sys.executable, str(floor), uri], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise SystemExit(f"floors/noop.py {uri} exited {proc.returncode}")
+        raise SystemExit(f"floors/{script} {uri} exited {proc.returncode}")
     return float(usage.ru_utime + usage.ru_stime)
 
 
@@ -411,38 +429,60 @@ def _ours(conn: libvirt.virConnect, prefix: str) -> list[str]:
     return names
 
 
+def _wait_idle(pid: int, since: float) -> float:
+    """Wait until the service used no CPU for a second; its CPU time at that second's start."""
+    while True:
+        before = cpu_seconds(pid)
+        time.sleep(1.0)
+        if cpu_seconds(pid) - before < 0.02:
+            return before
+        if time.monotonic() - since > 300:
+            raise SystemExit("the service did not go idle")
+
+
 def _grow(args: argparse.Namespace, conn: libvirt.virConnect, service: Service, folder: Path,
           prefix: str, have: int) -> dict[str, Any]:
-    """More stopped manifests until `args.rss_at` VMs are managed; once all are defined, a
-    full resync (SIGHUP) of them all; then the service's RSS and peak RSS."""
+    """More stopped manifests until `args.rss_at` VMs are managed; once all are defined and
+    the service is idle, --resyncs full resyncs (SIGHUP) of them all, each alternating
+    with three runs of the floor; then the service's RSS, peak RSS and idle CPU."""
     for index in range(have, args.rss_at):
         name = f"{prefix}g{index:05d}"
         (folder / f"{name}.yaml").write_text(manifest(name, 64, "stopped"))
     wait_until(lambda: len(_ours(conn, prefix)) >= args.rss_at, 300,
                f"{args.rss_at} managed domains defined", interval=0.2)
     pid = service.proc.pid
-    since, cpu_at_hup = time.monotonic(), cpu_seconds(pid)
-    service.proc.send_signal(signal.SIGHUP)
+    # each define's own event is reconciled too: the resync starts once those are done
+    _wait_idle(pid, time.monotonic())
+    resync_cpu: list[float] = []
+    resync_wall: list[float] = []
+    floor_cpu: list[float] = []
+    events_cpu: list[float] = []  # the floor's calls with libvirt's event loop running
+    loads: list[float] = []
     pattern = rf"resync \(SIGHUP\): {args.rss_at} VMs"
-    wait_until(lambda: service.first_after(pattern, since) is not None, 120,
-               "the resync to queue every VM", interval=0.05)
-    # The resync only queues; wait until the service is idle again (no CPU for 1 s).
-    while True:
-        before = cpu_seconds(pid)
-        time.sleep(1.0)
-        if cpu_seconds(pid) - before < 0.02:
-            break
-        if time.monotonic() - since > 300:
-            raise SystemExit("the service did not go idle after the resync")
-    resync_cpu = before - cpu_at_hup  # up to the start of the idle second
-    floor_cpu = statistics.median(_floor_cpu(args.connect) for _ in range(3))
+    for _ in range(max(1, args.resyncs)):
+        since, cpu_at_hup = time.monotonic(), cpu_seconds(pid)
+        service.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda s=since: service.first_after(pattern, s) is not None, 120,
+                   "the resync to queue every VM", interval=0.05)
+        # The resync only queues; wait until the service is idle again (no CPU for 1 s).
+        resync_cpu.append(_wait_idle(pid, since) - cpu_at_hup)  # to the idle second's start
+        resync_wall.append(time.monotonic() - since - 1.0)
+        floor_cpu.append(statistics.median(_floor_cpu(args.connect) for _ in range(3)))
+        events_cpu.append(_floor_cpu(args.connect, "noop_events.py"))
+        loads.append(os.getloadavg()[0])
     # idle again, now with all of them managed (issue 18: under 0.1 % at 1,000 VMs)
     idle_from, idle_cpu_from = time.monotonic(), cpu_seconds(pid)
     time.sleep(args.idle)
     idle_share = (cpu_seconds(pid) - idle_cpu_from) / (time.monotonic() - idle_from)
+    ratios = [cpu / floor for cpu, floor in zip(resync_cpu, floor_cpu, strict=True)]
     return {"grown_idle_cpu_share": idle_share, "grown_idle_seconds": args.idle,
-            "grown_to": args.rss_at, "grown_resync_s": time.monotonic() - since - 1.0,
-            "grown_resync_cpu_s": resync_cpu, "grown_floor_cpu_s": floor_cpu,
+            "grown_to": args.rss_at, "grown_resync_s": statistics.median(resync_wall),
+            "grown_resync_cpu_s": statistics.median(resync_cpu),
+            "grown_floor_cpu_s": statistics.median(floor_cpu),
+            "grown_resyncs": {"resync_cpu_s": resync_cpu, "resync_wall_s": resync_wall,
+                              "floor_cpu_s": floor_cpu, "ratios": ratios,
+                              "floor_with_event_loop_cpu_s": events_cpu,
+                              "load_1min": loads},
             "grown_rss_kib": status_kib(pid, "VmRSS"),
             "grown_peak_rss_kib": status_kib(pid, "VmHWM")}
 

@@ -27,7 +27,7 @@ from .locks import Held, VMLocks
 from .manifests import LoadResult
 from .model import VMSpec
 from .planner.placement import host_label
-from .virt import Hypervisor, Listing, Marker
+from .virt import Hypervisor, LentListing, Listing, Marker
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ class Host:
     delay: float = RECONNECT_WAIT  # the reconnect backoff
     said_unreachable: bool = False
     lister: threading.Thread | None = None  # the last resync's listing of this host
+    lent: LentListing | None = None  # that listing, lent once per VM (the service)
 
     @property
     def label(self) -> str:
@@ -92,9 +93,16 @@ class Host:
     def listing_for(self, name: str, held: Held | None) -> Listing | None:
         """This pass's listing, if it may stand in for a lookup of `name`: no run held the
         VM's lock when it was taken (`busy`), nor took or released it since (`held`, the
-        lock as the caller got it; None in a dry run, which takes no locks)."""
+        lock as the caller got it; None in a dry run, which takes no locks). The service
+        has no pass: its last resync's listing, lent once per VM (virt/lent.py), under
+        the same rule about the lock."""
         listed = self.listed
-        if listed is None or name in listed.busy:
+        if listed is None:
+            lent = self.lent.take(name) if self.lent is not None else None
+            if lent is None or held is None or not held.untouched_since(lent.started_ns):
+                return None
+            return lent
+        if name in listed.busy:
             return None
         if held is not None and not held.untouched_since(listed.listing.started_ns):
             return None

@@ -25,6 +25,24 @@ EDITOR_LEFTOVERS = re.compile(r"(~$|^\.#|\.swp$|\.swx$|\.tmp$|^4913$)")
 _MAX_FILE_BYTES = 16 * 1024 * 1024
 _NOT_A_FILE = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)
 
+#: The documents of each file's text that parsed as plain trees (yamlread.load_all), by
+#: the text itself, read afresh every time: the service reloads the same files at every
+#: resync, and an edited file is another text, parsed anew. Only copies leave it (the
+#: validator fills in defaults in place). Bounded: a full cache starts over; large texts
+#: are not kept.
+_PARSED: dict[str, tuple[tuple[int, Any], ...]] = {}
+PARSED_MAX = 4096
+PARSED_TEXT_MAX = 64 * 1024
+
+
+def _copy(value: Any) -> Any:
+    """A copy of a plain tree (dicts, lists and immutable scalars)."""
+    if type(value) is dict:
+        return {key: _copy(item) for key, item in value.items()}
+    if type(value) is list:
+        return [_copy(item) for item in value]
+    return value
+
 
 def stat_of(path: str | Path) -> os.stat_result | OSError:
     """os.stat(path), or the error it raised: read once per file, for both the
@@ -96,6 +114,11 @@ def documents(path: str | Path, relative: str, result: LoadResult,
         result.invalid.append(Invalid(relative, None, "", f"cannot read: {exc}"))
         return
 
+    cached = _PARSED.get(text)
+    if cached is not None:
+        for index, document in cached:
+            yield index, _copy(document), True
+        return
     parsed: list[tuple[int, Any, bool]] = []
     index = 0  # of the document being read, so a parse error names the right one
     try:
@@ -118,6 +141,10 @@ def documents(path: str | Path, relative: str, result: LoadResult,
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         result.invalid.append(Invalid(relative, index, "", f"not usable YAML: {reason}"))
     else:
+        if len(text) <= PARSED_TEXT_MAX and all(plain for _, _, plain in parsed):
+            if len(_PARSED) >= PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[text] = tuple((index, _copy(document)) for index, document, _ in parsed)
         yield from parsed
         return
     for _, document, _ in parsed:

@@ -46,6 +46,9 @@ log = logging.getLogger("controller.service")
 SHUTDOWN_TIMEOUT = 90.0
 #: Longest the main loop sleeps: /healthz calls it dead after three missed ticks.
 TICK = 5.0
+#: While names are still queued, a worker done with one wakes the main loop (STATUS) at
+#: most this often: a STATUS line counts every VM, too much to do per VM of a resync.
+STATUS_EVERY = 0.25
 
 
 def run_service(settings: Settings) -> int:
@@ -78,6 +81,7 @@ class Service:
         self._resync_reason: str | None = None
         self._stop_signal: str | None = None
         self.heartbeat = time.monotonic()
+        self._woken_at = 0.0  # when a worker last woke the main loop
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
         self.supervisor = Supervisor(self.hosts, where=self._where, on_up=self._on_up,
@@ -257,10 +261,17 @@ class Service:
                 self._first_pass.difference_update(names)
 
     def _processed(self, name: str) -> None:
+        """A worker looked at `name`: wake the main loop for READY once the first pass is
+        done, and for STATUS when the queue ran dry or every STATUS_EVERY seconds."""
         with self._ready_lock:
-            if self._first_pass is not None:
-                self._first_pass.discard(name)
-        self._wake()
+            first = self._first_pass
+            done_first = first is not None and name in first and len(first) == 1
+            if first is not None:
+                first.discard(name)
+        now = time.monotonic()
+        if done_first or now - self._woken_at >= STATUS_EVERY or not len(self.queue):
+            self._woken_at = now
+            self._wake()
 
     def _maybe_ready(self) -> None:
         with self._ready_lock:

@@ -8,7 +8,9 @@ decide what to do with a name; the workers reconcile it.
   "network:lab", "pool:vmstore");
 - a resync (periodic, SIGHUP, after a (re)connect): every manifest's name and every
   managed domain no manifest names, each host listed in a thread of its own; and the
-  key of every declared network and pool and of every managed one found.
+  key of every declared network and pool and of every managed one found. The listing
+  is lent to the reconcile of each VM after it (virt/lent.py), in place of a lookup;
+  an event spoils it for its VM.
 
 Keys of networks and pools go first, then images, then VMs: the workers take them in
 about that order, so that VMs mostly find what they need (those that do not are
@@ -28,7 +30,7 @@ from ..hosts import Host, Hosts
 from ..images_reconcile import KEY_PREFIX as IMAGE_KEY
 from ..manifests import LoadResult
 from ..resourcekinds import KINDS
-from ..virt import Listing, Marker
+from ..virt import LentListing, Listing, Marker
 from ..watch import ManifestSet
 from ..workqueue import WorkQueue
 from .states import FAILED, VMStates
@@ -59,8 +61,13 @@ class Triggers:
             self.queue.add(name)
 
     def on_event(self, host: str, name: str, event: str) -> None:
-        # In libvirt's event thread: only say which name to look at.
+        # In libvirt's event thread: only say which name to look at, and that the last
+        # resync's listing no longer stands in for looking it up (virt/lent.py).
         log.debug("libvirt event on %s: %s %s", host or "default", name, event)
+        found = self.hosts.get(host)
+        lent = found.lent if found is not None else None
+        if lent is not None:
+            lent.spoil(name)
         self.enqueue([name], f"libvirt event '{event}'")
 
     def on_manifest_change(self, touched: set[str]) -> None:
@@ -153,8 +160,11 @@ class Triggers:
         results: dict[str, Any] = {}
 
         def list_host(host: Host) -> None:
+            # in place before the listing is taken: an event delivered meanwhile spoils it
+            lent = host.lent = LentListing(still_valid=host.hypervisor.domains.holds)
             try:
                 listing: Listing = host.hypervisor.domains.list_all()
+                lent.lend(listing)
                 marks: dict[str, Marker] = host.hypervisor.domains.managed(listing, skip=named)
                 found = {kind.key(name) for kind in KINDS
                          for name in kind.managed(host.hypervisor)}

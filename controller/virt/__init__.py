@@ -5,6 +5,7 @@
     connection.py   one host's connection: open, reconnect, give up, call slots
     events.py       the event loop, and connections that deliver lifecycle events
     listing.py      value types of what a host lists (no libvirt handles)
+    lent.py         a resync's listing, lent once per domain to the reconciles after it
     domains.py      reading domains
     steps.py        the domain steps, each tolerating being already done
     guest.py        a running guest from outside: addresses (leases, agent), agent ping
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .connection import Connection
     from .hypervisor import Hypervisor
+    from .lent import LentListing
     from .lines import CALLS_PER_CONNECTION, connections_for
     from .listing import Listing, Marker
 
@@ -36,6 +38,9 @@ def __getattr__(name: str) -> Any:
     if name == "Hypervisor":
         from .hypervisor import Hypervisor
         return Hypervisor
+    if name == "LentListing":
+        from .lent import LentListing
+        return LentListing
     if name in ("CALLS_PER_CONNECTION", "connections_for"):
         from . import lines
         return getattr(lines, name)
@@ -45,5 +50,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["CALLS_PER_CONNECTION", "Connection", "Hypervisor", "Listing", "Marker",
-           "connections_for"]
+__all__ = ["CALLS_PER_CONNECTION", "Connection", "Hypervisor", "LentListing", "Listing",
+           "Marker", "connections_for"]

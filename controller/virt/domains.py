@@ -66,6 +66,12 @@ class Domains:
                        autostart=frozenset(dom.name() for dom in autostart),
                        persistent=frozenset(dom.name() for dom in persistent), token=token)
 
+    def holds(self, listing: Listing) -> bool:
+        """Whether the handles of `listing` are still kept: not after the connection was
+        reset, nor once two newer listings were taken."""
+        with self._handles_lock:
+            return listing.token in self._handles
+
     def _handle(self, listing: Listing, name: str) -> Any:
         with self._handles_lock:
             return self._handles.get(listing.token, {}).get(name)
