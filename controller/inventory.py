@@ -21,20 +21,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .statedir import default_state_dir
+
 log = logging.getLogger(__name__)
 
 FILE_NAME = "inventory.json"
 
-
-def default_state_dir() -> str:
-    """/var/lib/reconcile for root; the user's state directory otherwise."""
-    explicit = os.environ.get("RECONCILE_STATE_DIR")
-    if explicit:
-        return explicit
-    if os.geteuid() == 0:
-        return "/var/lib/reconcile"
-    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return os.path.join(state, "reconcile")
+__all__ = ["FILE_NAME", "Inventory", "default_state_dir"]
 
 
 class Inventory:

@@ -43,6 +43,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from . import __version__
+from .statedir import default_state_dir
 
 #: Bump when what a proof holds or how a digest is computed changes.
 FORMAT = 1
@@ -206,17 +207,6 @@ def state_dir_of(argv: Sequence[str]) -> str:
         elif arg.startswith("--state-dir="):
             found = arg.partition("=")[2]
     return found or default_state_dir()
-
-
-def default_state_dir() -> str:
-    """inventory.default_state_dir, without importing it (a test keeps the two equal)."""
-    explicit = os.environ.get("RECONCILE_STATE_DIR")
-    if explicit:
-        return explicit
-    if os.geteuid() == 0:
-        return "/var/lib/reconcile"
-    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return os.path.join(state, "reconcile")
 
 
 def proof_path(state_dir: str, key: str) -> str:
