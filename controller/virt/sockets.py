@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
@@ -65,8 +64,14 @@ def bound_unacknowledged(uri: str | None, *, seconds: float) -> int:
     """Give every TCP socket of this process connected to `uri`'s libvirtd a
     TCP_USER_TIMEOUT of `seconds`; returns how many sockets got it."""
     peer = libvirt_peer(uri)
+    if peer is None:
+        return 0
+    # Imported here: socket (with selectors and array) is ~15 M instructions of every
+    # start, and only a TCP connection (a remote host) has a socket to bound.
+    import socket
+
     option = getattr(socket, "TCP_USER_TIMEOUT", None)
-    if peer is None or option is None:
+    if option is None:
         return 0
     host, port = peer
     try:
