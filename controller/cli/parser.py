@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 from .. import __version__
 from ..errors import UsageError
@@ -18,8 +19,27 @@ DEFAULT_MANIFESTS = "/etc/reconcile/manifests"
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line and exit code 2."""
 
+    _adding = False  # inside add_argument
+
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{message} (see '{self.prog} --help')")
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        self._adding = True
+        try:
+            return super().add_argument(*args, **kwargs)
+        finally:
+            self._adding = False
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        """argparse's check of each new option's metavar (in add_argument) formats it
+        with a formatter whose width it throws away: given one, the formatter does not
+        ask the terminal's width, which imports shutil (with zlib, bz2 and lzma: ~7.5 M
+        instructions) at every start. Help and usage text keep the terminal's width."""
+        kind = self.formatter_class
+        if self._adding and isinstance(kind, type) and issubclass(kind, argparse.HelpFormatter):
+            return kind(prog=self.prog, width=80)
+        return super()._get_formatter()
 
 
 def _add_manifest_options(parser: argparse.ArgumentParser,
