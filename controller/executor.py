@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """How a step is retried on transient errors: attempts, waits and the total bound."""
+
     attempts: int = 5
     first_wait: float = 0.2
     max_wait: float = 5.0

@@ -32,6 +32,8 @@ KIND_ORDER = {"pool": 0, "image": 1, "network": 2, "vm": 3}
 
 @dataclass
 class PassReport:
+    """One pass's outcomes, its orphans (and the prune's note), the unreachable hosts."""
+
     outcomes: list[Outcome] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     prune_note: str | None = None

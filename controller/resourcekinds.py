@@ -163,6 +163,8 @@ def left_alone(kind: ResourceKind, name: str, mark: Mark, view: Manifests,
 
 @dataclass(frozen=True)
 class Seen:
+    """What the last reconcile of one resource found: its result and error."""
+
     result: Result
     error: str | None
 

@@ -17,6 +17,8 @@ HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 @dataclass(frozen=True)
 class Settings:
+    """What a run was asked to do (see the module's docstring)."""
+
     manifests: str
     connect: str | None = None
     disk_roots: tuple[str, ...] = DEFAULT_DISK_ROOTS

@@ -16,6 +16,8 @@ from ..resourcemodel import NetworkSpec, PoolSpec
 
 @dataclass(frozen=True)
 class Invalid:
+    """One problem of the manifests: the file, the document in it, the key path, why."""
+
     file: str
     document: int | None
     path: str
@@ -41,6 +43,8 @@ def printable(text: str) -> str:
 
 @dataclass
 class LoadResult:
+    """What loading a manifest directory found: valid specs by kind, and what is invalid."""
+
     directory: str
     specs: dict[str, VMSpec] = field(default_factory=dict)
     invalid: list[Invalid] = field(default_factory=list)

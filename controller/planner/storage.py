@@ -42,6 +42,8 @@ class StorageView:
 
 @dataclass(frozen=True)
 class StoragePlan:
+    """A VM's storage steps, the volumes they create, or why none may run; notes."""
+
     steps: tuple[Step, ...] = ()
     created: tuple[VolumeKey, ...] = ()  # the volumes these steps create
     failure: str | None = None  # nothing of the VM's plan may run
