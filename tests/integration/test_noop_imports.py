@@ -43,6 +43,11 @@ FEATURE_MODULES = (
     "tenacity",
 )
 
+#: Standard library modules no pass on a local host imports: shutil (with zlib, bz2 and
+#: lzma) was argparse's question for the terminal's width at each add_argument, socket
+#: (with selectors) the TCP deadline of remote connections (virt/sockets.py).
+START_UP_SKIPS = ("shutil", "socket")
+
 #: Modules the pass does import: the check looks at the child's real `sys.modules`.
 PASS_NEEDS = ("controller.reconciler", "controller.passes", "controller.domainxml",
               "controller.virt.domains", "libvirt")
@@ -108,6 +113,32 @@ def test_a_noop_pass_over_plain_stopped_vms_imports_no_feature_code(tmp_path: Pa
         name: ("unchanged", []) for name in names}, describe(proc)
     assert not set(PASS_NEEDS) - modules, "the child's modules were not read"
     assert feature_modules_in(modules) == [], describe(proc)
+    assert sorted(set(START_UP_SKIPS) & modules) == [], describe(proc)
+
+
+def test_a_pass_making_a_volume_for_a_vm_without_a_seed_imports_no_seed_code(
+        tmp_path: Path) -> None:
+    """The storage planner runs for a VM with a volume; the seed planner (with the
+    cloud-init package) only for a VM with cloudInit, or one being removed."""
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    name = f"{unique_prefix()}volume"
+    (manifests / f"{name}.yaml").write_text(
+        vm(name, state="stopped")
+        + f"  disks: [{{volume: {name}-root, pool: default-pool, size: 16MiB}}]\n")
+
+    proc, modules = run_child(tmp_path, "--once", "-m", str(manifests), "-c", "test:///default",
+                              "--lock-dir", str(tmp_path / "locks"),
+                              "--state-dir", str(tmp_path / "state"), "-o", "json")
+
+    assert proc.returncode == 0, describe(proc)
+    (entry,) = parse_report(proc)["vms"]
+    assert (entry["result"], [step["action"] for step in entry["steps"]]) == (
+        "converged", ["create-volume", "define"]), describe(proc)
+    assert "controller.planner.storage" in modules, "the storage planner did not run"
+    assert [module for module in modules
+            if module == "controller.planner.seed" or module.startswith("controller.cloudinit")
+            ] == [], describe(proc)
 
 
 def test_the_check_sees_feature_code_a_manifest_uses(tmp_path: Path) -> None:
