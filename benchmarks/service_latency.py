@@ -179,6 +179,8 @@ def main() -> int:
                              "(default: skip)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE",
                         help="also write the numbers to FILE as JSON")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="the service's --workers (default: its own default)")
     parser.add_argument("--resyncs", type=int, default=1, metavar="K",
                         help="with --rss-at: K full resyncs, each next to three runs of "
                              "the floor (default 1; the medians are reported)")
@@ -263,7 +265,8 @@ def measure(args: argparse.Namespace) -> int:
                                        "profile_service.py"), str(args.profile.resolve())]
     service = Service([*command, "-m", str(folder), "-c", args.connect, "--lock-dir",
                        str(workdir / "locks"), "--state-dir", str(workdir / "state"),
-                       "--resync", "3600", "-v"], env)
+                       "--resync", "3600", "-v",
+                       *(["--workers", str(args.workers)] if args.workers else [])], env)
     edit_step: list[float] = []
     edit_converged: list[float] = []
     destroy_running: list[float] = []

@@ -81,6 +81,28 @@ class FixedManifests:
         return self.load
 
 
+class PlanMemo:
+    """The last plan made for each name, with the spec and situation it was made from:
+    planning is pure, and the service plans converged VMs again at every resync. Only an
+    equal situation, read afresh, and the very same spec (the manifests keep a file's
+    spec while its text is unchanged) get the remembered plan."""
+
+    MAX = 100_000
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[VMSpec, Situation, Plan]] = {}
+
+    def plan(self, spec: VMSpec, situation: Situation) -> Plan:
+        last = self._last.get(spec.name)
+        if last is not None and last[0] is spec and last[1] == situation:
+            return last[2]
+        made = plan_placement(spec, situation)
+        if len(self._last) >= self.MAX:
+            self._last.clear()
+        self._last[spec.name] = (spec, situation, made)
+        return made
+
+
 @dataclass
 class Reconciler:
     """Reconciles one name at a time, on the hosts of `hosts` (see the module)."""
@@ -102,6 +124,7 @@ class Reconciler:
     step_context: StepContext = field(default_factory=StepContext)
     #: what the last reconcile of each network and pool found (shared by copies)
     resources: ResourceStates = field(default_factory=ResourceStates)
+    plans: PlanMemo = field(default_factory=PlanMemo)
 
     def reconcile_image(self, name: str) -> list[Outcome]:
         """Import the Image `name` on each host this run handles that needs it."""
@@ -191,7 +214,7 @@ class Reconciler:
                 listing = None  # later rounds look the domain up afresh
                 if first is None:
                     first = situation.copies[0].observed if situation.copies else situation.here
-                the_plan = plan_placement(spec, situation)
+                the_plan = self.plans.plan(spec, situation)
                 shown += [change for change in the_plan.changes if change not in shown]
                 outcome = self._settled(spec, the_plan, situation, done, first, tuple(shown),
                                         said)

@@ -12,7 +12,7 @@ import errno
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,22 @@ _NOT_A_FILE = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)
 #: resync, and an edited file is another text, parsed anew. Only copies leave it (the
 #: validator fills in defaults in place). Bounded: a full cache starts over; large texts
 #: are not kept.
-_PARSED: dict[str, tuple[tuple[int, Any], ...]] = {}
+_PARSED: dict[str, tuple[tuple[int, Any, Memo], ...]] = {}
 PARSED_MAX = 4096
 PARSED_TEXT_MAX = 64 * 1024
+
+
+class Memo:
+    """What the loader worked out once from one document of a cached text, for the next
+    load of the same text: the document as the schema accepted it (its defaults filled
+    in; handed out as it is, so nobody may change it), and the spec it made, by whatever
+    else that spec depended on (the file's name, the disk roots)."""
+
+    __slots__ = ("checked", "specs")
+
+    def __init__(self) -> None:
+        self.checked: dict[str, Any] | None = None
+        self.specs: dict[Hashable, Any] = {}
 
 
 def _copy(value: Any) -> Any:
@@ -86,10 +99,12 @@ def manifest_files(root: Path, errors: list[OSError]) -> Iterator[tuple[str, str
 
 
 def documents(path: str | Path, relative: str, result: LoadResult,
-              info: os.stat_result | OSError | None = None) -> Iterator[tuple[int, Any, bool]]:
-    """Yield (index, document, plain) for the non-empty documents of one file (`info`:
-    its stat_of, when the caller has it). `plain`: built from the nodes alone (see
-    yamlread.load_all), so it holds no float.
+              info: os.stat_result | OSError | None = None,
+              ) -> Iterator[tuple[int, Any, bool, Memo | None]]:
+    """Yield (index, document, plain, memo) for the non-empty documents of one file
+    (`info`: its stat_of, when the caller has it). `plain`: built from the nodes alone
+    (see yamlread.load_all), so it holds no float. `memo`: the document's Memo when its
+    text is cached (None otherwise); once `memo.checked` is set, that is the document.
 
     A file that is not valid YAML is invalid as a whole: none of its documents
     are used, and the names already read from it are kept as invalid names.
@@ -105,8 +120,7 @@ def documents(path: str | Path, relative: str, result: LoadResult,
             raise IsADirectoryError(21, "not a regular file")  # noqa: TRY301 - reported below
         if info.st_size > _MAX_FILE_BYTES:
             raise ValueError(f"larger than {_MAX_FILE_BYTES} bytes")  # noqa: TRY301
-        with open(path, "rb") as file:
-            text = file.read().decode("utf-8")
+        text = _read(path).decode("utf-8")
     except OSError as exc:
         result.invalid.append(Invalid(relative, None, "", f"cannot read: {exc.strerror}"))
         return
@@ -116,8 +130,9 @@ def documents(path: str | Path, relative: str, result: LoadResult,
 
     cached = _PARSED.get(text)
     if cached is not None:
-        for index, document in cached:
-            yield index, _copy(document), True
+        for index, document, memo in cached:
+            checked = memo.checked
+            yield index, _copy(document) if checked is None else checked, True, memo
         return
     parsed: list[tuple[int, Any, bool]] = []
     index = 0  # of the document being read, so a parse error names the right one
@@ -144,13 +159,33 @@ def documents(path: str | Path, relative: str, result: LoadResult,
         if len(text) <= PARSED_TEXT_MAX and all(plain for _, _, plain in parsed):
             if len(_PARSED) >= PARSED_MAX:
                 _PARSED.clear()
-            _PARSED[text] = tuple((index, _copy(document)) for index, document, _ in parsed)
-        yield from parsed
+            memos = [Memo() for _ in parsed]
+            _PARSED[text] = tuple((index, _copy(document), memo)
+                                  for (index, document, _), memo in zip(parsed, memos,
+                                                                        strict=True))
+            for (index, document, plain), memo in zip(parsed, memos, strict=True):
+                yield index, document, plain, memo
+            return
+        for index, document, plain in parsed:
+            yield index, document, plain, None
         return
     for _, document, _ in parsed:
         name = name_of(document)
         if name:
             result.refuse_name(name, relative)
+
+
+def _read(path: str | Path) -> bytes:
+    """The file's bytes, with two system calls for a small file (open() and its buffered
+    reader cost about as much again, per file and per resync)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def name_of(document: Any) -> str | None:

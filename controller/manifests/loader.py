@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .cloudinit import referenced_files
-from .files import documents, manifest_files, stat_of, unsafe_permissions
+from .files import Memo, documents, manifest_files, stat_of, unsafe_permissions
 from .images import read_images
 from .resources import read_networks, read_pools
 from .result import Invalid, LoadResult
@@ -61,6 +61,7 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
         return result
 
     candidates: Candidates = []
+    memos: dict[tuple[str, int], Memo] = {}  # of the VM documents whose text is cached
     resources: dict[str, Candidates] = {kind: [] for kind in RESOURCE_KINDS}
     read: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {}  # file → counts around it
     walk_errors: list[OSError] = []
@@ -82,7 +83,7 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
                 continue
             result.warnings.append(f"{relative}: {unsafe}; --strict-permissions refuses it")
         before = (len(result.invalid), result.documents)
-        for index, document, plain in documents(path, relative, result, info):
+        for index, document, plain, memo in documents(path, relative, result, info):
             kind = document.get("kind") if isinstance(document, dict) else None
             if kind == "Hosts":
                 _read_hosts(document, relative, index, result)
@@ -91,8 +92,15 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
             if isinstance(kind, str) and kind in resources:
                 if validate_document(document, relative, index, result, kind=kind):
                     resources[kind].append((relative, index, document))
-            elif validate_document(document, relative, index, result, floats=not plain):
-                candidates.append((relative, index, document))
+                continue
+            if memo is None or memo.checked is not document:
+                if not validate_document(document, relative, index, result, floats=not plain):
+                    continue
+                if memo is not None:
+                    memo.checked = document
+            if memo is not None:
+                memos[relative, index] = memo
+            candidates.append((relative, index, document))
         read[relative] = (before, (len(result.invalid), result.documents))
     candidates = _without_user_data_files(directory, candidates, read, result, resources)
     for error in walk_errors:
@@ -103,7 +111,7 @@ def load_directory(directory: str, *, disk_roots: Sequence[str] = DEFAULT_DISK_R
 
     result.hosts.update(extra_hosts or {})
     _read_kinds(resources, result, disk_roots)
-    cross_check(candidates, result, disk_roots)
+    cross_check(candidates, result, disk_roots, memos)
     return result
 
 

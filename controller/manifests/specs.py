@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -26,6 +26,7 @@ from ..model import (
 )
 from ..units import parse_memory_kib
 from .cloudinit import CloudInitError, to_cloud_init
+from .files import Memo
 from .hardware import FieldError as _FieldError
 from .hardware import section8
 from .resources import vm_resource_problem
@@ -39,8 +40,10 @@ def cross_check(
     candidates: list[tuple[str, int, dict[str, Any]]],
     result: LoadResult,
     disk_roots: Sequence[str],
+    memos: Mapping[tuple[str, int], Memo] | None = None,
 ) -> None:
-    """Checks that span documents or need more than the schema: names, sizes, disks."""
+    """Checks that span documents or need more than the schema: names, sizes, disks.
+    `memos`: the Memo of candidates whose file's text is cached (files.documents)."""
     by_name: dict[str, list[tuple[str, int]]] = {}
     for relative, index, document in candidates:
         by_name.setdefault(document["metadata"]["name"], []).append((relative, index))
@@ -61,7 +64,7 @@ def cross_check(
         result.disk_sources.update(disk["source"] for disk in (document.get("spec") or {})
                                    .get("disks") or () if "source" in disk)
         try:
-            spec = _to_spec(document, relative, roots)
+            spec = _spec_of(document, relative, roots, (memos or {}).get((relative, index)))
             _check_images(spec, result)
             _check_resources(spec, result)
             cloud = to_cloud_init((document.get("spec") or {}).get("cloudInit"),
@@ -104,6 +107,21 @@ def cross_check(
         specs.append(spec)
     for spec in specs:
         result.specs[spec.name] = spec
+
+
+def _spec_of(document: dict[str, Any], relative: str, roots: list[str],
+             memo: Memo | None) -> VMSpec:
+    """_to_spec's VMSpec, made once per text, file and roots when it reads nothing but
+    the document: no disk `source` nor kernel, whose files are looked at every time."""
+    spec = document.get("spec") or {}
+    if memo is None or spec.get("kernel") or any(
+            "source" in disk for disk in spec.get("disks") or ()):
+        return _to_spec(document, relative, roots)
+    key = (relative, *roots)
+    made: VMSpec | None = memo.specs.get(key)
+    if made is None:
+        made = memo.specs[key] = _to_spec(document, relative, roots)
+    return made
 
 
 def _to_spec(document: dict[str, Any], relative: str, roots: list[str]) -> VMSpec:
