@@ -12,12 +12,13 @@ import errno
 import os
 import re
 import stat
-from collections.abc import Hashable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..model import VMSpec
 from .result import Invalid, LoadResult
 from .yamlread import MAX_NODES, TOO_LARGE, TooLarge, check_size, load_all, yaml_reason
 
@@ -27,9 +28,10 @@ _NOT_A_FILE = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)
 
 #: The documents of each file's text that parsed as plain trees (yamlread.load_all), by
 #: the text itself, read afresh every time: the service reloads the same files at every
-#: resync, and an edited file is another text, parsed anew. Only copies leave it (the
-#: validator fills in defaults in place). Bounded: a full cache starts over; large texts
-#: are not kept.
+#: resync, and an edited file is another text, parsed anew. Copies leave it (the
+#: validator fills in defaults in place) until the loader has accepted a document: from
+#: then on its Memo's checked document, which nobody changes. Bounded: a full cache
+#: starts over; large texts are not kept.
 _PARSED: dict[str, tuple[tuple[int, Any, Memo], ...]] = {}
 PARSED_MAX = 4096
 PARSED_TEXT_MAX = 64 * 1024
@@ -45,7 +47,7 @@ class Memo:
 
     def __init__(self) -> None:
         self.checked: dict[str, Any] | None = None
-        self.specs: dict[Hashable, Any] = {}
+        self.specs: dict[tuple[str, ...], VMSpec] = {}  # by (file, *disk roots)
 
 
 def _copy(value: Any) -> Any:
