@@ -63,7 +63,9 @@ class Service:
     def __init__(self, settings: Settings, *, notifier: Notifier | None = None):
         self.settings = settings
         self.uri_text = settings.connect or "the default libvirt URI"
-        self.queue = WorkQueue(backoff=Backoff(base=1.0, cap=300.0))
+        # as many quick names at once as this process has CPUs (workqueue.py: lanes)
+        self.queue = WorkQueue(backoff=Backoff(base=1.0, cap=300.0),
+                               lanes=len(os.sched_getaffinity(0)))
         self.manifests = ManifestSet(settings.manifests, disk_roots=settings.disk_roots,
                                      strict_permissions=settings.strict_permissions)
         self.manifests.extra_hosts = dict(settings.extra_hosts)

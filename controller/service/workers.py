@@ -76,7 +76,7 @@ class Workers:
                 self.queue.add_rate_limited(name)
                 processed = True
             finally:
-                self.queue.done(name)
+                self.queue.done(name, taking_next=True)
             if processed:
                 self._processed(name)
 

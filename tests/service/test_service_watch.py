@@ -287,6 +287,34 @@ def test_watcher_sees_edits_and_ignores_editor_leftovers(
                for batch in batches for path in batch[0])
 
 
+def test_watcher_asks_inotify_for_changes_only_not_for_reads(tmp_path: Path) -> None:
+    """The service reads every manifest at each resync: those opens and read-only closes
+    must not even reach watchdog's threads (1,000 files cost them ~40 ms a resync)."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(vm_manifest("a"))
+    seen: list[str] = []
+
+    class Counting(ManifestWatcher):
+        def _event(self, event: FileSystemEvent, *, parent: bool) -> None:
+            if not parent:
+                seen.append(event.event_type)
+            super()._event(event, parent=parent)
+
+    recorder = Recorder(folder)
+    watcher = Counting(str(folder), recorder, delay=0.05, max_wait=1.0)
+    watcher.start()
+    try:
+        for _ in range(20):
+            load_directory(str(folder))
+        (folder / "b.yaml").write_text(vm_manifest("b"))  # after the reads: a change
+        recorder.wait(lambda load: "b" in load.specs, "b in the manifests")
+    finally:
+        watcher.stop()
+    assert "created" in seen
+    assert not {"opened", "closed_no_write"} & set(seen), seen
+
+
 def test_watcher_follows_the_folder_when_it_is_removed_and_recreated(
         tmp_path: Path, watched: Callable[[Path], Recorder]) -> None:
     folder = tmp_path / "m"

@@ -256,3 +256,55 @@ def test_no_name_is_ever_in_two_workers_at_once() -> None:
         thread.join(timeout=60)
     assert overlaps == []
     assert set(processed) == set(names)
+
+
+def test_lanes_hand_out_only_that_many_quick_names_at_once() -> None:
+    clock = FakeClock()
+    queue = WorkQueue(clock=clock, lanes=2, slow_after=0.025)
+    for name in ["a", "b", "c"]:
+        queue.add(name)
+    assert queue.get(timeout=0) == "a"
+    assert queue.get(timeout=0) == "b"
+    assert queue.get(timeout=0) is None  # both lanes are taken by quick names
+    queue.done("a")
+    assert queue.get(timeout=0) == "c"  # a finished name frees its lane at once
+
+
+def test_a_slow_name_frees_its_lane_for_another_worker() -> None:
+    clock = FakeClock()
+    queue = WorkQueue(clock=clock, lanes=1, slow_after=0.025)
+    for name in ["slow", "next", "third"]:
+        queue.add(name)
+    assert queue.get(timeout=0) == "slow"
+    clock.advance(0.024)
+    assert queue.get(timeout=0) is None
+    clock.advance(0.002)  # "slow" is waiting on libvirt: its lane goes to the next name
+    assert queue.get(timeout=0) == "next"
+    assert queue.get(timeout=0) is None  # ... which is quick, and holds the one lane
+    assert queue.processing() == {"slow", "next"}
+
+
+def test_a_worker_waiting_for_a_lane_takes_a_name_once_the_lane_is_free() -> None:
+    queue = WorkQueue(lanes=1, slow_after=30.0)
+    queue.add("a")
+    queue.add("b")
+    assert queue.get(timeout=0) == "a"
+    got: list[str | None] = []
+    worker = threading.Thread(target=lambda: got.append(queue.get(timeout=30)))
+    worker.start()
+    queue.done("a")
+    worker.join(timeout=30)
+    assert got == ["b"]
+
+
+def test_a_worker_waiting_for_a_lane_takes_a_name_once_the_holder_turns_slow() -> None:
+    queue = WorkQueue(lanes=1, slow_after=0.05)
+    queue.add("a")
+    queue.add("b")
+    assert queue.get(timeout=0) == "a"  # and never done: a step that waits on libvirt
+    got: list[str | None] = []
+    worker = threading.Thread(target=lambda: got.append(queue.get(timeout=30)))
+    worker.start()
+    worker.join(timeout=30)
+    assert got == ["b"]
+    assert queue.processing() == {"a", "b"}
