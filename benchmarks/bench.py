@@ -80,7 +80,7 @@ def _plan(args: argparse.Namespace, default_workers: int) -> Plan:
                 converge_runs=3, validate_sizes=[1000, 10000], validate_runs=5,
                 profile=not args.no_profile,
                 service_args=["--vms", "4", "--stopped", "96", "--rounds", "20", "--idle",
-                              "60", "--rss-at", "1000"])
+                              "60", "--rss-at", "1000", "--resyncs", "5"])
 
 
 def _measure(section: str, bench: Bench, plan: Plan) -> Json:
