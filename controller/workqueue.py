@@ -80,6 +80,7 @@ class WorkQueue:
         self._queue: deque[str] = deque()
         self._dirty: set[str] = set()
         self._processing: dict[str, float] = {}  # name → when it was handed out
+        self._untimed_waiters = 0  # workers waiting without a deadline (nothing queued)
         # Delayed adds: a heap of (due time, sequence, name); `_due` keeps each name's earliest.
         self._waiting: list[tuple[float, int, str]] = []
         self._due: dict[str, float] = {}
@@ -100,8 +101,10 @@ class WorkQueue:
         self._dirty.add(name)
         if name not in self._processing:
             self._queue.append(name)
-            if self._lanes is None or self._lane_wait_locked(self._clock()) == 0.0:
-                self._cond.notify()  # else the workers waiting for a lane look again
+            if (self._lanes is None or self._untimed_waiters
+                    or self._lane_wait_locked(self._clock()) == 0.0):
+                # (a worker waiting for a lane looks again when its holder turns slow)
+                self._cond.notify()
 
     def add_after(self, name: str, delay: float) -> None:
         """Add `name` after `delay` seconds (at once when delay <= 0). An earlier pending
@@ -157,7 +160,14 @@ class WorkQueue:
                     if left <= 0:
                         return None
                     wait = left if wait is None else min(wait, left)
-                self._cond.wait(wait)
+                if wait is not None:
+                    self._cond.wait(wait)
+                    continue
+                self._untimed_waiters += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self._untimed_waiters -= 1
 
     def _lane_wait_locked(self, now: float) -> float:
         """0 when a lane is free; else the seconds until a name in flight turns slow."""

@@ -5,6 +5,7 @@ shutdown. A fake clock drives the delays; real threads check the blocking paths.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -308,3 +309,23 @@ def test_a_worker_waiting_for_a_lane_takes_a_name_once_the_holder_turns_slow() -
     worker.join(timeout=30)
     assert got == ["b"]
     assert queue.processing() == {"a", "b"}
+
+
+def test_a_name_added_while_the_lanes_are_taken_reaches_an_idle_worker_in_time() -> None:
+    queue = WorkQueue(lanes=1, slow_after=0.05)
+    queue.add("a")
+    assert queue.get(timeout=0) == "a"  # and never done: a long shutdown, say
+    got: list[str | None] = []
+    worker = threading.Thread(target=lambda: got.append(queue.get()), daemon=True)
+    worker.start()  # nothing queued: it waits with no deadline
+    wait_until_waiting(queue)
+    queue.add("b")  # the lane is taken, but "a" turns slow: the idle worker must see it
+    worker.join(timeout=30)
+    assert got == ["b"]
+
+
+def wait_until_waiting(queue: WorkQueue) -> None:
+    deadline = time.monotonic() + 30
+    while queue._untimed_waiters == 0:  # noqa: SLF001 - the worker is inside get()
+        assert time.monotonic() < deadline, "the worker never waited"
+        time.sleep(0.001)
