@@ -18,6 +18,8 @@ if [ "$MODE" = test ]; then
     packages+=(genisoimage)
     # real guests (tests/e2e/test_guest_image.py): UEFI firmware, a software TPM, seed ISOs
     packages+=(ovmf swtpm swtpm-tools cloud-image-utils)
+    # domains made by virt-install (tests/e2e/test_virt_install_adoption.py, tests/fidelity)
+    packages+=(virtinst)
 fi
 
 missing=()
