@@ -259,11 +259,17 @@ def test_no_name_is_ever_in_two_workers_at_once() -> None:
     assert set(processed) == set(names)
 
 
-def test_lanes_hand_out_only_that_many_quick_names_at_once() -> None:
+def laned(lanes: int, *names: str) -> tuple[FakeClock, WorkQueue]:
+    """A queue of `lanes` lanes (names slow after 25 ms of its fake clock) with `names`."""
     clock = FakeClock()
-    queue = WorkQueue(clock=clock, lanes=2, slow_after=0.025)
-    for name in ["a", "b", "c"]:
+    queue = WorkQueue(clock=clock, lanes=lanes, slow_after=0.025)
+    for name in names:
         queue.add(name)
+    return clock, queue
+
+
+def test_lanes_hand_out_only_that_many_quick_names_at_once() -> None:
+    _, queue = laned(2, "a", "b", "c")
     assert queue.get(timeout=0) == "a"
     assert queue.get(timeout=0) == "b"
     assert queue.get(timeout=0) is None  # both lanes are taken by quick names
@@ -272,10 +278,7 @@ def test_lanes_hand_out_only_that_many_quick_names_at_once() -> None:
 
 
 def test_a_slow_name_frees_its_lane_for_another_worker() -> None:
-    clock = FakeClock()
-    queue = WorkQueue(clock=clock, lanes=1, slow_after=0.025)
-    for name in ["slow", "next", "third"]:
-        queue.add(name)
+    clock, queue = laned(1, "slow", "next", "third")
     assert queue.get(timeout=0) == "slow"
     clock.advance(0.024)
     assert queue.get(timeout=0) is None
