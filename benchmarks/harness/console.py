@@ -26,8 +26,12 @@ _POLL = 0.1
 
 
 class ConsoleWatch:
-    def __init__(self, uri: str, names: Sequence[str], markers: Mapping[str, str]):
-        self.uri, self.markers = uri, dict(markers)
+    """`until`: the labels whose markers, once every guest showed them, end `wait` (None:
+    every marker); the other markers count only when they came first."""
+
+    def __init__(self, uri: str, names: Sequence[str], markers: Mapping[str, str],
+                 until: Sequence[str] | None = None):
+        self.uri, self.markers, self.until = uri, dict(markers), until
         self.started = time.perf_counter()
         self.seen: dict[str, dict[str, float]] = {name: {} for name in names}
         self.errors: dict[str, str] = {}
@@ -46,7 +50,7 @@ class ConsoleWatch:
                 return
             text = ""
             self.errors.pop(name, None)
-            while not self._stop.is_set() and len(self.seen[name]) < len(self.markers):
+            while not self._stop.is_set() and not self._seen_enough(self.seen[name]):
                 chunk = stream.recv(4096)
                 if not isinstance(chunk, bytes) or not chunk:
                     self.errors[name] = "the console closed"
@@ -94,11 +98,15 @@ class ConsoleWatch:
         """The watchers stop reading (each closes its connection): the caller's cleanup."""
         self._stop.set()
 
+    def _seen_enough(self, seen: Mapping[str, float]) -> bool:
+        return all(label in seen for label in (self.until or self.markers))
+
     def done(self) -> bool:
-        return all(len(seen) == len(self.markers) for seen in self.seen.values())
+        return all(self._seen_enough(seen) for seen in self.seen.values())
 
     def wait(self, timeout: float) -> dict[str, Json]:
-        """Until every guest showed every marker, or `timeout` seconds from `started`."""
+        """Until every guest showed every marker (or the `until` ones), or `timeout`
+        seconds from `started`."""
         deadline = self.started + timeout
         while not self.done() and time.perf_counter() < deadline:
             time.sleep(0.5)

@@ -147,7 +147,10 @@ def _boot_summary(data: Json) -> list[str]:
                    f"| {row['before']['loadavg'][0]:.1f} / "
                    f"{floor['before']['loadavg'][0]:.1f} |")
         for label, what in (("user-data", "console shows the user data's marker"),
+                            ("login", "console shows a login prompt"),
                             ("multi-user", "console says Multi-User System")):
+            if label not in row or label not in floor:
+                continue  # a run from before the label was watched
             ours, base = _boot_time(row, label), _boot_time(floor, label)
             ratio = f"{ours / base:.2f}x" if ours and base else "-"
             out.append(f"| {data['n']} guests, manifest until the last one's {what} "
@@ -168,16 +171,17 @@ def _boot_details(data: Json) -> list[str]:
            f"(TCG), --workers {data['workers']}, timeout {data['timeout_s']:.0f} s. Times "
            "from the command's start.", "",
            "| side | round | command | multi-user: median / max (seen) | "
+           "login prompt: median / max (seen) | "
            "user data: median / max (seen) | load before / after | error |",
-           "| --- | --- | --- | --- | --- | --- | --- |"]
+           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in data["rows"]:
         cells = []
-        for label in ("multi-user", "user-data"):
-            s = row[label]
+        for label in ("multi-user", "login", "user-data"):
+            s = row.get(label, {"seen": 0, "of": 0})
             cells.append(f"{s['median']:.0f} / {s['max']:.0f} s ({s['seen']} of {s['of']})"
                          if s["seen"] else f"0 of {s['of']}")
         error = (row.get("error") or "").replace("\n", " ").replace("|", "/")[:120]
         out.append(f"| {row['side']} | {row['round']} | {row['command_s']:.1f} s | "
-                   f"{cells[0]} | {cells[1]} | {row['before']['loadavg'][0]:.1f} / "
+                   f"{' | '.join(cells)} | {row['before']['loadavg'][0]:.1f} / "
                    f"{row['after']['loadavg'][0]:.1f} | {error or '-'} |")
     return out
