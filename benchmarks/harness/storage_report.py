@@ -10,6 +10,7 @@ domains on the host before each round).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -180,7 +181,8 @@ def _boot_details(data: Json) -> list[str]:
             s = row.get(label, {"seen": 0, "of": 0})
             cells.append(f"{s['median']:.0f} / {s['max']:.0f} s ({s['seen']} of {s['of']})"
                          if s["seen"] else f"0 of {s['of']}")
-        error = (row.get("error") or "").replace("\n", " ").replace("|", "/")[:120]
+        error = re.sub(r"\x1b\[[0-9;]*m", "", row.get("error") or "")  # kcli's colours
+        error = error.replace("\n", " ").replace("|", "/")[:120]
         out.append(f"| {row['side']} | {row['round']} | {row['command_s']:.1f} s | "
                    f"{' | '.join(cells)} | {row['before']['loadavg'][0]:.1f} / "
                    f"{row['after']['loadavg'][0]:.1f} | {error or '-'} |")
