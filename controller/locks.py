@@ -14,8 +14,8 @@ import fcntl
 import os
 import re
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -24,12 +24,19 @@ from .errors import LockTimeout, UsageError
 _SAFE_NAME = re.compile(r"^([a-z]+:)?[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # "image:debian-12"
 
 
+def _no_stamp() -> None:
+    pass
+
+
 @dataclass(frozen=True)
 class Held:
-    """A held lock: whether it had to be waited for, and when a holder last stamped it."""
+    """A held lock: whether it had to be waited for, and when a holder last stamped it.
+    `stamp()` before changing anything: from then on the file's mtime says so, and it is
+    stamped again at the release."""
 
     waited: bool
     previous_touch_ns: int
+    stamp: Callable[[], None] = field(default=_no_stamp, compare=False, repr=False)
 
     def untouched_since(self, time_ns: int) -> bool:
         """Whether no holder took or released this lock at or after `time_ns`.
@@ -81,8 +88,9 @@ class VMLocks:
         """Hold `name`'s lock: `with locks.hold(name) as held: ...`. Raises LockTimeout
         after `timeout` seconds (default: the instance's).
 
-        Every holder stamps the file's mtime when it takes and when it releases the
-        lock, so the next holder can tell whether anyone held it since a given time.
+        A holder that changes something stamps the file's mtime first (`Held.stamp`)
+        and again when it releases the lock, so the next holder can tell whether anyone
+        changed it since a given time; one that only looked stamps nothing.
         """
         return _Hold(self._file(name), name, self.timeout if timeout is None else timeout)
 
@@ -133,13 +141,14 @@ class _Hold:
     """VMLocks.hold's context manager (a class: a generator-based one costs more per VM
     than the lock's system calls)."""
 
-    __slots__ = ("_fd", "_limit", "_name", "_path")
+    __slots__ = ("_fd", "_limit", "_name", "_path", "_stamped")
 
     def __init__(self, path: str, name: str, limit: float):
         self._path = path
         self._name = name
         self._limit = limit
         self._fd = -1
+        self._stamped = False
 
     def __enter__(self) -> Held:
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -147,28 +156,36 @@ class _Hold:
             waited = VMLocks._acquire(fd, self._name, self._limit)
             try:
                 previous = os.fstat(fd).st_mtime_ns
-                os.utime(fd)
             except BaseException:
-                _release(fd)
+                _release(fd, stamp=False)
                 raise
         except BaseException:
             os.close(fd)
             raise
         self._fd = fd
-        return Held(waited=waited, previous_touch_ns=previous)
+        return Held(waited=waited, previous_touch_ns=previous, stamp=self._stamp)
+
+    def _stamp(self) -> None:
+        """The holder is about to change something: a kill -9 from here on still leaves
+        the mark."""
+        if not self._stamped and self._fd >= 0:
+            os.utime(self._fd)
+            self._stamped = True
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
         fd, self._fd = self._fd, -1
         try:
-            _release(fd)
+            _release(fd, stamp=self._stamped)
         finally:
             os.close(fd)
 
 
-def _release(fd: int) -> None:
-    """Stamp the release, then unlock (closing the file would unlock it too)."""
+def _release(fd: int, *, stamp: bool) -> None:
+    """Stamp the release of a holder that changed something, then unlock (closing the
+    file would unlock it too)."""
     try:
-        os.utime(fd)
+        if stamp:
+            os.utime(fd)
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)

@@ -155,8 +155,9 @@ class Reconciler:
                               error=self.unreachable(host), cause=Cause.HOST_UNREACHABLE)
         else:
             try:
-                with self.holding(spec.name) as held:
-                    outcome = self._converge(spec, host, host.listing_for(spec.name, held))
+                with self.holding(spec.name, stamp=False) as held:
+                    outcome = self._converge(spec, host, host.listing_for(spec.name, held),
+                                             held)
             except LockTimeout as error:
                 outcome = Outcome(spec.name, spec.source, Result.FAILED, error=str(error),
                                   cause=Cause.RETRY)
@@ -182,8 +183,10 @@ class Reconciler:
         return outcome
 
     @contextmanager
-    def holding(self, name: str) -> Iterator[Held | None]:
-        """Hold `name`'s lock (none in a dry run). Raises LockTimeout."""
+    def holding(self, name: str, *, stamp: bool = True) -> Iterator[Held | None]:
+        """Hold `name`'s lock (none in a dry run). Raises LockTimeout. With `stamp`
+        False the holder stamps the lock itself before it changes anything (a VM's
+        reconcile: one that finds nothing to do leaves the lock's stamp as it was)."""
         if self.dry_run:
             yield None
             return
@@ -191,11 +194,14 @@ class Reconciler:
         with self.locks.hold(name) as held:
             if held.waited:
                 log.info("%s: waited for another run's lock; observing afresh", name)
+            if stamp:
+                held.stamp()
             yield held
 
     # --- converging a VM ------------------------------------------------------------------
 
-    def _converge(self, spec: VMSpec, host: Host, listing: Listing | None) -> Outcome:
+    def _converge(self, spec: VMSpec, host: Host, listing: Listing | None,
+                  held: Held | None) -> Outcome:
         done: list[Step] = []
         shown: list[Change] = []  # the changes of the plans executed, for the outcome
         said: list[str] = []  # the notes of the plans executed (a move's kept volumes)
@@ -230,6 +236,9 @@ class Reconciler:
                                    cause=Cause.TERMINAL)
                 if the_plan.note and the_plan.note not in said:
                     said.append(the_plan.note)
+                if held is not None:
+                    held.stamp()  # before the first change: the next holder's listing
+                    # and the no-op proof then know this VM was changed
                 done += self.execute(spec.name, host, the_plan.steps)
                 if the_plan.moves:
                     done += self._arrive(spec, host, situation)

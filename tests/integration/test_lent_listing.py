@@ -125,8 +125,22 @@ def test_an_event_after_the_listing_makes_its_vm_looked_up(
 
 def test_a_reconcile_since_the_listing_makes_the_next_one_look_up(
         service: Service, manifest_dir: Path) -> None:
-    """Another run (a `--once` next to the service) held the VM's lock after the
-    listing: the listing is not lent."""
+    """Another run (a `--once` next to the service) changed the VM under its lock after
+    the listing (it stamped the lock): the listing is not lent."""
+    load = _load(manifest_dir, "a")
+    service.rig.run_pass(load)
+    service.resync(load)
+    assert service.rig.locks is not None
+    with service.rig.locks.hold("a") as held:
+        held.stamp()
+    result, calls = service.reconcile(load, "a")
+    assert result is Result.UNCHANGED and calls >= 4
+
+
+def test_a_run_that_only_looked_since_the_listing_leaves_it_lent(
+        service: Service, manifest_dir: Path) -> None:
+    """Another run held the lock after the listing but changed nothing (no stamp): the
+    listing still stands in for the lookup."""
     load = _load(manifest_dir, "a")
     service.rig.run_pass(load)
     service.resync(load)
@@ -134,7 +148,24 @@ def test_a_reconcile_since_the_listing_makes_the_next_one_look_up(
     with service.rig.locks.hold("a"):
         pass
     result, calls = service.reconcile(load, "a")
-    assert result is Result.UNCHANGED and calls >= 4
+    assert result is Result.UNCHANGED and calls == 1
+
+
+def test_a_reconcile_stamps_the_lock_only_when_it_changes_the_vm(
+        rig: Rig, manifest_dir: Path) -> None:
+    """Converging the VM stamps its lock (before the first step and at the release);
+    a pass that finds nothing to do leaves the stamp as it was."""
+    load = _load(manifest_dir, "a")
+    assert rig.locks is not None
+    path = rig.locks.path_for("a")
+    rig.run_pass(load)  # defines it: stamped
+    _backdate(rig.locks, "a")
+    backdated = path.stat().st_mtime_ns
+    rig.run_pass(load)  # unchanged
+    assert path.stat().st_mtime_ns == backdated
+    (manifest_dir / "a.yaml").write_text(vm("a", state="stopped", memory=96))
+    rig.run_pass(load_directory(str(manifest_dir)))  # a change: stamped
+    assert path.stat().st_mtime_ns > backdated
 
 
 def test_a_lent_listing_expires_and_dies_with_its_handles(hypervisor: Hypervisor) -> None:

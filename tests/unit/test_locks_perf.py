@@ -1,5 +1,6 @@
-"""VMLocks.hold as a class-based context manager: the same protocol as before (stamp on
-take and on release, exclusive between holders in one process, released on errors)."""
+"""VMLocks.hold as a class-based context manager: stamps only from a holder that changes
+something (at its `stamp()` and at its release), exclusive between holders in one
+process, released on errors."""
 
 from __future__ import annotations
 
@@ -14,13 +15,23 @@ from controller.errors import LockTimeout
 from controller.locks import VMLocks
 
 
-def test_hold_stamps_on_take_and_release(tmp_path: Path) -> None:
+def test_a_holder_stamps_only_when_it_says_it_changes_something(tmp_path: Path) -> None:
     locks = VMLocks(str(tmp_path))
     path = locks.path_for("web-1")
     with locks.hold("web-1") as first:
         assert not first.waited
-        taken = path.stat().st_mtime_ns
         assert locks.held_now(["web-1", "other"]) == {"web-1"}
+    created = path.stat().st_mtime_ns
+    old = created - 10**9
+    os.utime(path, ns=(old, old))
+    with locks.hold("web-1") as looking:  # only looks: no stamp
+        assert looking.previous_touch_ns == old
+    assert path.stat().st_mtime_ns == old
+    with locks.hold("web-1") as changing:
+        changing.stamp()
+        taken = path.stat().st_mtime_ns
+        assert taken > old
+        changing.stamp()  # once is enough
     released = path.stat().st_mtime_ns
     assert released >= taken
     assert locks.held_now(["web-1"]) == set()
@@ -76,13 +87,13 @@ def test_unsafe_names_get_a_hashed_file_in_the_folder(tmp_path: Path) -> None:
 
 def test_stamps_move_forward(tmp_path: Path) -> None:
     locks = VMLocks(str(tmp_path))
-    with locks.hold("web-1"):
-        pass
+    with locks.hold("web-1") as held:
+        held.stamp()
     first = locks.path_for("web-1").stat().st_mtime_ns
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:  # the file clock is coarse: wait for it to tick
         with locks.hold("web-1") as held:
-            pass
+            held.stamp()
         if locks.path_for("web-1").stat().st_mtime_ns > first:
             break
     assert held.previous_touch_ns >= first
