@@ -15,8 +15,9 @@ Made by `service/triggers.py` (`resync`), held by `Host.lent`, taken by
   it are gone: `still_valid`);
 - after `LEND_SECONDS`: a listing is a moment, not a state.
 
-The caller also checks the VM's lock (`Held.untouched_since`), so a reconcile that ran
-since the listing (of this process or another) makes later ones look the domain up.
+The caller also checks the VM's lock (`Held.untouched_since`), so a reconcile that
+changed the VM since the listing (of this process or another: it stamps the lock before
+its first step) makes later ones look the domain up.
 """
 
 from __future__ import annotations
