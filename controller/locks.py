@@ -24,10 +24,6 @@ from .errors import LockTimeout, UsageError
 _SAFE_NAME = re.compile(r"^([a-z]+:)?[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # "image:debian-12"
 
 
-def _no_stamp() -> None:
-    pass
-
-
 @dataclass(frozen=True)
 class Held:
     """A held lock: whether it had to be waited for, and when a holder last stamped it.
@@ -36,10 +32,12 @@ class Held:
 
     waited: bool
     previous_touch_ns: int
-    stamp: Callable[[], None] = field(default=_no_stamp, compare=False, repr=False)
+    stamp: Callable[[], None] = field(compare=False, repr=False)
 
     def untouched_since(self, time_ns: int) -> bool:
-        """Whether no holder took or released this lock at or after `time_ns`.
+        """Whether no holder changed anything under this lock at or after `time_ns` (a
+        holder stamps before its first change and at its release; one that only looks
+        does not), and none held it while this one waited.
 
         File times come from the kernel's coarse clock, up to a tick behind the
         real one, hence the margin.

@@ -31,7 +31,8 @@ def test_a_holder_stamps_only_when_it_says_it_changes_something(tmp_path: Path) 
         changing.stamp()
         taken = path.stat().st_mtime_ns
         assert taken > old
-        changing.stamp()  # once is enough
+        changing.stamp()  # once is enough: a second call stamps nothing
+        assert path.stat().st_mtime_ns == taken
     released = path.stat().st_mtime_ns
     assert released >= taken
     assert locks.held_now(["web-1"]) == set()
